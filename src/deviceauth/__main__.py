@@ -1,0 +1,3 @@
+from deviceauth._cli import main
+
+raise SystemExit(main())
