@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
@@ -14,6 +15,11 @@ from ._flow import DeviceCode
 from ._requests import retry_on_401
 from ._token import Token
 from ._transport import check_transport
+
+if TYPE_CHECKING:
+    from .httpx import HttpxAuth
+    from .httpx2 import Httpx2Auth
+    from .urllib3 import PoolManager
 
 __all__ = ["DeviceAuth"]
 
@@ -136,6 +142,28 @@ class DeviceAuth(requests.auth.AuthBase):
         request.headers["Authorization"] = f"Bearer {token}"
         request.register_hook("response", self._requests_hook)  # type: ignore[no-untyped-call]
         return request
+
+    # -- other libraries: one engine, so every adapter shares the token, the cache and the lock --
+
+    @functools.cached_property
+    def httpx(self) -> HttpxAuth:
+        """This identity as an ``httpx.Auth``: ``httpx.Client(auth=auth.httpx)`` (sync or async)."""
+        from .httpx import HttpxAuth
+
+        return HttpxAuth(self)
+
+    @functools.cached_property
+    def httpx2(self) -> Httpx2Auth:
+        """This identity as an ``httpx2.Auth``: ``httpx2.Client(auth=auth.httpx2)`` (sync or async)."""
+        from .httpx2 import Httpx2Auth
+
+        return Httpx2Auth(self)
+
+    def pool_manager(self, *, origins: Iterable[str] | None = None, **kwargs: Any) -> PoolManager:
+        """A ``urllib3.PoolManager`` that adds this identity's token (see ``deviceauth.urllib3``)."""
+        from .urllib3 import PoolManager
+
+        return PoolManager(self, origins=origins, **kwargs)
 
     # -- identity, pickling -------------------------------------------------------------------
 

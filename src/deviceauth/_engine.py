@@ -121,6 +121,11 @@ class TokenEngine:
             return state.access_token
         return self._obtain(interaction, rejected=None)
 
+    def fresh_token(self) -> str | None:
+        """The in-memory token if it is fresh, else None; never blocks (for event loops)."""
+        state = self._state
+        return state.access_token if self._clock() < state.due else None
+
     def replace_rejected(self, rejected: str, interaction: Interaction) -> str:
         """A token the API answered 401 to: return a different one, refreshing if needed."""
         return self._obtain(interaction, rejected=rejected)

@@ -1,0 +1,68 @@
+"""The auth flow shared by the HTTPX and httpx2 adapters (the two libraries have the same Auth API).
+
+Each library rejects the other's ``Auth`` class, so ``deviceauth.httpx`` and ``deviceauth.httpx2``
+each declare a class from this mixin and their library's ``Auth``; the logic exists once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Generator
+from typing import TYPE_CHECKING, Any
+
+import anyio.to_thread
+
+from ._transport import check_transport
+
+if TYPE_CHECKING:
+    from ._auth import DeviceAuth
+
+__all__ = ["BearerFlow"]
+
+
+class BearerFlow:
+    """Adds the bearer token; on a 401 for that token, gets a different one and retries once."""
+
+    # Lets httpx buffer streaming bodies so a 401 retry can send them again.
+    requires_request_body = True
+
+    def __init__(self, auth: DeviceAuth) -> None:
+        self._auth = auth
+
+    @property
+    def device_auth(self) -> DeviceAuth:
+        return self._auth
+
+    def sync_auth_flow(self, request: Any) -> Generator[Any, Any, None]:
+        token = self._auth.get_token()
+        _authorize(request, token)
+        response = yield request
+        if _rejected(response, token):
+            response.read()
+            _authorize(request, self._auth._replace_rejected(token))
+            yield request
+
+    async def async_auth_flow(self, request: Any) -> AsyncGenerator[Any, Any]:
+        engine = self._auth._engine
+        # The warm path stays on the loop; file locks and token requests go to a worker thread.
+        token = engine.fresh_token()
+        if token is None:
+            token = await anyio.to_thread.run_sync(self._auth.get_token)
+        _authorize(request, token)
+        response = yield request
+        if _rejected(response, token):
+            await response.aread()
+            _authorize(request, await anyio.to_thread.run_sync(self._auth._replace_rejected, token))
+            yield request
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._auth!r})"
+
+
+def _authorize(request: Any, token: str) -> None:
+    check_transport(str(request.url))
+    request.headers["Authorization"] = f"Bearer {token}"
+
+
+def _rejected(response: Any, token: str) -> bool:
+    # A redirect to another origin strips our header; a 401 from there is not about our token.
+    return bool(response.status_code == 401 and response.request.headers.get("Authorization") == f"Bearer {token}")
