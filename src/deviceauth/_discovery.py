@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -34,12 +34,12 @@ def well_known_urls(issuer: str) -> list[str]:
     return urls
 
 
-def discover(http: requests.Session, issuer: str, timeout: float) -> dict[str, Any]:
+def discover(get: Callable[[str], requests.Response], issuer: str) -> dict[str, Any]:
     """Fetch and check the issuer's metadata; raise ``DiscoveryError`` if none is usable."""
     failures: list[str] = []
     for url in well_known_urls(issuer):
         try:
-            response = http.get(url, timeout=timeout, headers={"Accept": "application/json"})
+            response = get(url)
         except requests.RequestException as exc:
             raise ServerError(f"cannot reach the authorization server at {url}: {_reason(exc)}") from exc
         if response.status_code != 200:

@@ -300,7 +300,7 @@ class TokenEngine:
         state = self._state
         overrides = dict(self.settings.endpoints)
         if state.metadata is None and not {"token_endpoint", "device_authorization_endpoint"} <= overrides.keys():
-            state.metadata = discover(self._client().http, self.settings.issuer, self.settings.timeout)
+            state.metadata = discover(self._client().get, self.settings.issuer)
         return {**(state.metadata or {}), **overrides}
 
     def _endpoint(self, name: str) -> str:

@@ -68,11 +68,12 @@ class OAuthClient:
         self._session.verify = verify
         self.timeout = timeout
 
-    @property
-    def http(self) -> requests.Session:
-        """The underlying requests session (discovery reuses its connections)."""
-        session: requests.Session = self._session
-        return session
+    def get(self, url: str) -> requests.Response:
+        """A plain GET on the same connection pool (for discovery), without any token."""
+        response: requests.Response = self._session.get(
+            url, withhold_token=True, timeout=self.timeout, headers={"Accept": "application/json"}
+        )
+        return response
 
     def close(self) -> None:
         self._session.close()
