@@ -21,7 +21,9 @@ if TYPE_CHECKING:
     from .httpx2 import Httpx2Auth
     from .urllib3 import PoolManager
 
-__all__ = ["DeviceAuth"]
+__all__ = ["OFFLINE_TOKEN_ENV", "DeviceAuth"]
+
+OFFLINE_TOKEN_ENV = "DEVICEAUTH_OFFLINE_TOKEN"  # noqa: S105 (a variable name)
 
 
 class DeviceAuth(requests.auth.AuthBase):
@@ -46,6 +48,10 @@ class DeviceAuth(requests.auth.AuthBase):
         usable (not over SSH, in CI, without a display, or with a console browser).
     :param leeway: refresh this many seconds before expiry (default 60 s, at most a quarter
         of the token's life, so short-lived tokens are not refreshed on every call).
+    :param offline_token: a refresh token meant for unattended use (Keycloak ``offline_access``);
+        default ``$DEVICEAUTH_OFFLINE_TOKEN``. Used when the cache has nothing to refresh with;
+        never prompts; never written to the cache unless ``store_offline_token=True`` (do that
+        when the server rotates offline tokens, so every process sees the newest one).
     """
 
     def __init__(
@@ -67,6 +73,8 @@ class DeviceAuth(requests.auth.AuthBase):
         revocation_endpoint: str | None = None,
         token_endpoint_auth_method: str | None = None,
         verify: bool | str = True,
+        offline_token: str | None = None,
+        store_offline_token: bool = False,
     ) -> None:
         endpoints = {
             "token_endpoint": token_endpoint,
@@ -85,6 +93,8 @@ class DeviceAuth(requests.auth.AuthBase):
             lock_timeout=lock_timeout,
             verify=verify,
             endpoints=tuple((name, url) for name, url in endpoints.items() if url),
+            offline_token=offline_token or os.environ.get(OFFLINE_TOKEN_ENV) or None,
+            store_offline_token=store_offline_token,
         )
         self._setup(settings, Interaction(interactive, prompt, open_browser))
 

@@ -62,6 +62,8 @@ class Settings:
     lock_timeout: float | None = None
     verify: bool | str = True
     endpoints: tuple[tuple[str, str], ...] = ()
+    offline_token: str | None = field(default=None, repr=False)
+    store_offline_token: bool = False
 
     @property
     def key(self) -> str:
@@ -87,6 +89,7 @@ class _Identity:
         self.due = 0.0  # when the access token stops being served from memory
         self.metadata: dict[str, Any] | None = None
         self.client: OAuthClient | None = None
+        self.offline_token: str | None = None  # the latest one, if the server rotated it
 
 
 _registry: dict[tuple[Any, ...], _Identity] = {}
@@ -152,6 +155,8 @@ class TokenEngine:
                     return self._adopt(entry, "cache")
                 token = self._refresh(locked, entry) if entry is not None else None
                 if token is None:
+                    token = self._redeem_offline_token(locked)
+                if token is None:
                     token = self._login(locked, interaction)
                 return self._adopt(token, "server")
 
@@ -199,6 +204,27 @@ class TokenEngine:
         token = Token.from_response(response, self._clock(), previous=entry)
         self._store(locked, token)
         log.info("refreshed the access token for %s", self.settings.key)
+        return token
+
+    def _redeem_offline_token(self, locked: LockedCache) -> Token | None:
+        """Use the caller's offline token; only the access token it yields goes to the cache, unless asked."""
+        offline = self._state.offline_token or self.settings.offline_token
+        if not offline:
+            return None
+        try:
+            response = self._client().refresh(self._endpoint("token_endpoint"), offline)
+        except TokenRejected as exc:
+            raise LoginRequired(
+                f"the server rejected the offline token for {self.settings.client_id} at {self.settings.issuer} "
+                "(expired, revoked or already used); issue a new one",
+                issuer=self.settings.issuer,
+                client_id=self.settings.client_id,
+            ) from exc
+        token = Token.from_response(response, self._clock())
+        if token.refresh_token:
+            self._state.offline_token = token.refresh_token
+        self._store(locked, token if self.settings.store_offline_token else token.without_refresh_token())
+        log.info("redeemed the offline token for %s", self.settings.key)
         return token
 
     def _clear_if_unchanged(self, locked: LockedCache, failed_refresh_token: str) -> None:
