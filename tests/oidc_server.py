@@ -218,7 +218,7 @@ class OidcServer:
             raise RuntimeError("server not started")
         data = None if body is None else json.dumps(body).encode()
         # base_url is always http://127.0.0.1:PORT from the server's own ready line.
-        request = urllib.request.Request(  # noqa: S310
+        request = urllib.request.Request(
             f"{self.base_url}/__test/{name}",
             data=data,
             method=method,

@@ -91,19 +91,34 @@ class _Identity:
         self.client: OAuthClient | None = None
         self.offline_token: str | None = None  # the latest one, if the server rotated it
 
+    def forget_process_resources(self) -> None:
+        # A forked child inherits this object: a lock another thread may have held at fork time,
+        # and an HTTP session whose sockets the parent still uses. The token itself stays valid.
+        self.lock = threading.Lock()
+        self.client = None
+
 
 _registry: dict[tuple[Any, ...], _Identity] = {}
 _registry_lock = threading.Lock()
 
 
 def _identity_for(settings: Settings, cache: TokenCache) -> _Identity:
-    # The pid is part of the key: a forked child must not inherit a parent's locks or sessions.
-    key = (os.getpid(), str(cache.path.resolve()), settings.key, settings.leeway)
+    key = (str(cache.path.resolve()), settings.key, settings.leeway)
     with _registry_lock:
         identity = _registry.get(key)
         if identity is None:
             identity = _registry[key] = _Identity()
         return identity
+
+
+def _after_fork_in_child() -> None:
+    global _registry_lock
+    _registry_lock = threading.Lock()
+    for identity in _registry.values():
+        identity.forget_process_resources()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class TokenEngine:

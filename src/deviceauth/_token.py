@@ -14,6 +14,9 @@ __all__ = ["Token", "fingerprint"]
 DEFAULT_LEEWAY = 60.0
 DEFAULT_LEEWAY_FRACTION = 0.25
 MAX_LEEWAY_FRACTION = 0.5
+# Servers write `exp` in whole seconds (Keycloak, oidc-provider), so a token can die up to a
+# second before `expires_in` says; the default margin covers that too.
+EXPIRY_GRANULARITY = 1.0
 # Servers that omit expires_in: assume a short life rather than trusting the token forever.
 ASSUMED_LIFETIME = 300.0
 
@@ -93,10 +96,8 @@ class Token:
         """When to stop using this access token and get a new one."""
         lifetime = max(self.expires_at - self.obtained_at, 0.0)
         if leeway is None:
-            margin = min(DEFAULT_LEEWAY, lifetime * DEFAULT_LEEWAY_FRACTION)
-        else:
-            margin = min(leeway, lifetime * MAX_LEEWAY_FRACTION)
-        return self.expires_at - margin
+            leeway = min(DEFAULT_LEEWAY, lifetime * DEFAULT_LEEWAY_FRACTION) + EXPIRY_GRANULARITY
+        return self.expires_at - min(leeway, lifetime * MAX_LEEWAY_FRACTION)
 
     def can_refresh(self, now: float) -> bool:
         if not self.refresh_token:

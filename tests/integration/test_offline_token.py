@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import ACCESS_TTL, Approver
+
 from deviceauth import DeviceAuth, LoginRequired
 from oidc_server import OidcServer
 
@@ -17,8 +17,14 @@ from oidc_server import OidcServer
 def _offline_token(server: OidcServer, tmp_path: Path) -> str:
     """Obtain an offline token the way an admin would: one interactive login with offline_access."""
     setup_cache = tmp_path / "setup" / ".tokens.json"
-    auth = DeviceAuth(server.issuer, "client-tools", scope="openid offline_access", cache=setup_cache,
-                      prompt=Approver(server), interactive=True)
+    auth = DeviceAuth(
+        server.issuer,
+        "client-tools",
+        scope="openid offline_access",
+        cache=setup_cache,
+        prompt=Approver(server),
+        interactive=True,
+    )
     auth.get_token()
     token = auth.cached_token()
     assert token is not None and token.refresh_token
@@ -31,8 +37,7 @@ def test_offline_token_from_environment_works_unattended_and_is_not_cached(
     offline = _offline_token(server, tmp_path)
     monkeypatch.setenv("DEVICEAUTH_OFFLINE_TOKEN", offline)
     server.reset_stats()
-    auth = DeviceAuth(server.issuer, "client-tools", scope="openid offline_access", cache=cache_file,
-                      interactive=False)
+    auth = DeviceAuth(server.issuer, "client-tools", scope="openid offline_access", cache=cache_file, interactive=False)
     assert offline not in repr(auth)
     response = requests.get(server.api_url(), auth=auth, timeout=10)
     assert response.status_code == 200
@@ -49,8 +54,15 @@ def test_rotated_offline_token_is_followed_across_expiries(
     server: OidcServer, tmp_path: Path, cache_file: Path
 ) -> None:
     offline = _offline_token(server, tmp_path)
-    auth = DeviceAuth(server.issuer, "client-tools", scope="openid offline_access", cache=cache_file,
-                      interactive=False, offline_token=offline, leeway=0.1)
+    auth = DeviceAuth(
+        server.issuer,
+        "client-tools",
+        scope="openid offline_access",
+        cache=cache_file,
+        interactive=False,
+        offline_token=offline,
+        leeway=0.1,
+    )
     tokens = [auth.get_token()]
     for _ in range(2):  # two expiries: each needs the offline token the previous refresh rotated
         time.sleep(ACCESS_TTL)
@@ -63,19 +75,30 @@ def test_store_offline_token_keeps_the_rotating_token_in_the_cache(
     server: OidcServer, tmp_path: Path, cache_file: Path
 ) -> None:
     offline = _offline_token(server, tmp_path)
-    auth = DeviceAuth(server.issuer, "client-tools", scope="openid offline_access", cache=cache_file,
-                      interactive=False, offline_token=offline, store_offline_token=True)
+    auth = DeviceAuth(
+        server.issuer,
+        "client-tools",
+        scope="openid offline_access",
+        cache=cache_file,
+        interactive=False,
+        offline_token=offline,
+        store_offline_token=True,
+    )
     auth.get_token()
     token = auth.cached_token()
     assert token is not None and token.refresh_token and token.refresh_token != offline  # rotated
 
 
-def test_rejected_offline_token_raises_login_required_without_prompting(
-    server: OidcServer, cache_file: Path
-) -> None:
-    auth = DeviceAuth(server.issuer, "client-tools", scope="openid", cache=cache_file,
-                      interactive=True, offline_token="not-a-real-offline-token",
-                      prompt=lambda code: pytest.fail("must not prompt"))
+def test_rejected_offline_token_raises_login_required_without_prompting(server: OidcServer, cache_file: Path) -> None:
+    auth = DeviceAuth(
+        server.issuer,
+        "client-tools",
+        scope="openid",
+        cache=cache_file,
+        interactive=True,
+        offline_token="not-a-real-offline-token",
+        prompt=lambda code: pytest.fail("must not prompt"),
+    )
     with pytest.raises(LoginRequired, match="offline token") as caught:
         auth.get_token()
     assert "not-a-real-offline-token" not in str(caught.value)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import ACCESS_TTL, Approver
+
 from deviceauth import (
     AccessDenied,
     DeviceAuth,
@@ -58,8 +58,9 @@ def test_login_then_requests_across_several_expiries(
     assert stats["api"]["ok"] == calls
 
 
-def test_prompt_shows_code_and_keycloak_paths(server: OidcServer, make_auth: Callable[..., DeviceAuth],
-                                              approver: Approver) -> None:
+def test_prompt_shows_code_and_keycloak_paths(
+    server: OidcServer, make_auth: Callable[..., DeviceAuth], approver: Approver
+) -> None:
     requests.get(server.api_url(), auth=make_auth(), timeout=10).raise_for_status()
     (code,) = approver.codes
     assert code.user_code
@@ -99,8 +100,15 @@ def test_warm_start_in_a_new_object_makes_no_server_request(
 def test_confidential_client_on_plain_server(plain_server: OidcServer, cache_file: Path) -> None:
     plain_server.reset_stats()
     approver = Approver(plain_server)
-    auth = DeviceAuth(plain_server.issuer, "confidential-client", client_secret="confidential-secret",
-                      scope="openid", cache=cache_file, prompt=approver, interactive=True)
+    auth = DeviceAuth(
+        plain_server.issuer,
+        "confidential-client",
+        client_secret="confidential-secret",
+        scope="openid",
+        cache=cache_file,
+        prompt=approver,
+        interactive=True,
+    )
     response = requests.get(plain_server.api_url(), auth=auth, timeout=10)
     assert response.status_code == 200
     assert response.json()["client_id"] == "confidential-client"
@@ -165,8 +173,14 @@ def test_expired_session_logs_in_again_when_interactive(
 
 
 def test_denied_login(server: OidcServer, cache_file: Path) -> None:
-    auth = DeviceAuth(server.issuer, "client-tools", scope="openid", cache=cache_file, interactive=True,
-                      prompt=lambda code: server.deny(code.user_code))
+    auth = DeviceAuth(
+        server.issuer,
+        "client-tools",
+        scope="openid",
+        cache=cache_file,
+        interactive=True,
+        prompt=lambda code: server.deny(code.user_code),
+    )
     with pytest.raises(AccessDenied):
         auth.get_token()
     assert not cache_file.exists() or json.loads(cache_file.read_text())["identities"] == {}
@@ -174,8 +188,9 @@ def test_denied_login(server: OidcServer, cache_file: Path) -> None:
 
 def test_device_code_expires(cache_file: Path) -> None:
     with OidcServer(mode="keycloak", device_ttl=2) as short:
-        auth = DeviceAuth(short.issuer, "client-tools", scope="openid", cache=cache_file, interactive=True,
-                          prompt=lambda code: None)
+        auth = DeviceAuth(
+            short.issuer, "client-tools", scope="openid", cache=cache_file, interactive=True, prompt=lambda code: None
+        )
         started = time.monotonic()
         with pytest.raises(DeviceCodeExpired):
             auth.get_token()
@@ -186,8 +201,9 @@ def test_device_code_expires(cache_file: Path) -> None:
 def test_slow_down_is_obeyed(cache_file: Path) -> None:
     with OidcServer(mode="keycloak", slow_down=1) as slow:
         approver = Approver(slow)
-        auth = DeviceAuth(slow.issuer, "client-tools", scope="openid", cache=cache_file, interactive=True,
-                          prompt=approver)
+        auth = DeviceAuth(
+            slow.issuer, "client-tools", scope="openid", cache=cache_file, interactive=True, prompt=approver
+        )
         started = time.monotonic()
         auth.get_token()
         elapsed = time.monotonic() - started
@@ -199,8 +215,9 @@ def test_slow_down_is_obeyed(cache_file: Path) -> None:
 
 def test_rfc8414_discovery_fallback(cache_file: Path) -> None:
     with OidcServer(mode="plain", extra_args=["--no-discovery-oidc"]) as server:
-        auth = DeviceAuth(server.issuer, "client-tools", scope="openid", cache=cache_file, interactive=True,
-                          prompt=Approver(server))
+        auth = DeviceAuth(
+            server.issuer, "client-tools", scope="openid", cache=cache_file, interactive=True, prompt=Approver(server)
+        )
         requests.get(server.api_url(), auth=auth, timeout=10).raise_for_status()
 
 
@@ -211,8 +228,7 @@ def test_server_without_device_flow_gets_clear_error(cache_file: Path) -> None:
             auth.get_token()
 
 
-def test_logout_revokes_at_server(server: OidcServer, make_auth: Callable[..., DeviceAuth],
-                                  cache_file: Path) -> None:
+def test_logout_revokes_at_server(server: OidcServer, make_auth: Callable[..., DeviceAuth], cache_file: Path) -> None:
     auth = make_auth()
     token = auth.get_token()
     assert auth.logout() is True
