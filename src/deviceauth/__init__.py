@@ -22,6 +22,7 @@ from ._exceptions import (
     TokenRejected,
 )
 from ._flow import DeviceCode
+from ._prompt import default_prompt
 from ._token import Token
 
 __version__ = "0.1.0"
@@ -43,4 +44,5 @@ __all__ = [
     "TokenRejected",
     "__version__",
     "default_cache_path",
+    "default_prompt",
 ]
