@@ -147,8 +147,8 @@ class DeviceAuth(requests.auth.AuthBase):
     # -- requests -----------------------------------------------------------------------------
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        token = self._engine.access_token(self._interaction)
         check_transport(request.url or "")
+        token = self._engine.access_token(self._interaction)
         request.headers["Authorization"] = f"Bearer {token}"
         request.register_hook("response", self._requests_hook)  # type: ignore[no-untyped-call]
         return request

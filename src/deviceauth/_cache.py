@@ -162,8 +162,15 @@ class TokenCache:
         try:
             return _parse(raw)
         except (ValueError, UnicodeDecodeError):
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
-            os.replace(self.path, aside)
+            aside = self.path.with_name(
+                f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{time.monotonic_ns()}"
+            )
+            try:
+                os.replace(self.path, aside)
+            except OSError as exc:
+                raise CacheError(
+                    f"the token cache {self.path} is unreadable and cannot be moved aside: {exc.strerror}"
+                ) from exc
             log.warning("the token cache %s was unreadable; moved it to %s and started a new one", self.path, aside)
             return _empty()
 
@@ -207,7 +214,9 @@ class LockedCache:
     def login_marker(self, expires_at: float) -> Iterator[None]:
         marker = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": time.time(), "expires_at": expires_at}
         path = self._cache.login_marker_path
-        path.write_text(json.dumps(marker))
+        temp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        temp.write_text(json.dumps(marker))
+        os.replace(temp, path)  # waiters never read half a marker
         try:
             yield
         finally:
@@ -217,7 +226,9 @@ class LockedCache:
 
 def _parse(raw: bytes) -> dict[str, Any]:
     data = json.loads(raw.decode("utf-8"))
-    if not isinstance(data, dict) or not isinstance(data.get("identities", {}), dict):
+    if not isinstance(data, dict) or not all(
+        isinstance(data.get(part, {}), dict) for part in ("identities", "servers")
+    ):
         raise ValueError("not a deviceauth token cache")
     version = data.setdefault("version", FORMAT_VERSION)
     if not isinstance(version, int) or version > FORMAT_VERSION:

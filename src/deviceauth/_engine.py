@@ -88,14 +88,14 @@ class _Identity:
         self.access_token = ""
         self.due = 0.0  # when the access token stops being served from memory
         self.metadata: dict[str, Any] | None = None
-        self.client: OAuthClient | None = None
+        self.clients: dict[tuple[Any, ...], OAuthClient] = {}  # one per distinct client configuration
         self.offline_token: str | None = None  # the latest one, if the server rotated it
 
     def forget_process_resources(self) -> None:
         # A forked child inherits this object: a lock another thread may have held at fork time,
         # and an HTTP session whose sockets the parent still uses. The token itself stays valid.
         self.lock = threading.Lock()
-        self.client = None
+        self.clients = {}
 
 
 _registry: dict[tuple[Any, ...], _Identity] = {}
@@ -325,17 +325,18 @@ class TokenEngine:
     # -- server details -----------------------------------------------------------------------
 
     def _client(self) -> OAuthClient:
-        state = self._state
-        if state.client is None:
-            s = self.settings
-            state.client = OAuthClient(
+        s = self.settings
+        options = (s.client_secret, s.token_endpoint_auth_method, s.timeout, s.verify)
+        client = self._state.clients.get(options)
+        if client is None:
+            client = self._state.clients[options] = OAuthClient(
                 s.client_id,
                 client_secret=s.client_secret,
                 token_endpoint_auth_method=s.token_endpoint_auth_method,
                 timeout=s.timeout,
                 verify=s.verify,
             )
-        return state.client
+        return client
 
     def _metadata(self) -> dict[str, Any]:
         state = self._state

@@ -33,6 +33,7 @@ class BearerFlow:
         return self._auth
 
     def sync_auth_flow(self, request: Any) -> Generator[Any, Any, None]:
+        check_transport(str(request.url))
         token = self._auth.get_token()
         _authorize(request, token)
         response = yield request
@@ -42,6 +43,7 @@ class BearerFlow:
             yield request
 
     async def async_auth_flow(self, request: Any) -> AsyncGenerator[Any, Any]:
+        check_transport(str(request.url))
         engine = self._auth._engine
         # The warm path stays on the loop; file locks and token requests go to a worker thread.
         token = engine.fresh_token()
@@ -59,7 +61,6 @@ class BearerFlow:
 
 
 def _authorize(request: Any, token: str) -> None:
-    check_transport(str(request.url))
     request.headers["Authorization"] = f"Bearer {token}"
 
 

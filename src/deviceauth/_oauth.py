@@ -65,13 +65,14 @@ class OAuthClient:
             token_endpoint_auth_method=token_endpoint_auth_method,
             default_timeout=timeout,
         )
-        self._session.verify = verify
+        # Passed on every call: requests lets REQUESTS_CA_BUNDLE override a session-level verify.
+        self._verify = verify
         self.timeout = timeout
 
     def get(self, url: str) -> requests.Response:
         """A plain GET on the same connection pool (for discovery), without any token."""
         response: requests.Response = self._session.get(
-            url, withhold_token=True, timeout=self.timeout, headers={"Accept": "application/json"}
+            url, withhold_token=True, timeout=self.timeout, verify=self._verify, headers={"Accept": "application/json"}
         )
         return response
 
@@ -82,7 +83,10 @@ class OAuthClient:
         data = {"scope": scope} if scope else {}
         auth = self._session.client_auth(self._session.token_endpoint_auth_method)
         response = self._call(
-            endpoint, lambda: self._session.post(endpoint, data=data, auth=auth, headers=dict(_FORM_HEADERS))
+            endpoint,
+            lambda: self._session.post(
+                endpoint, data=data, auth=auth, headers=dict(_FORM_HEADERS), verify=self._verify
+            ),
         )
         body = _json_object(response, endpoint)
         if "error" in body:
@@ -98,14 +102,21 @@ class OAuthClient:
         """One token request for the device code; raises ``AuthorizationPending`` while undecided."""
         return self._token_request(
             endpoint,
-            lambda: self._session.fetch_token(endpoint, grant_type=DEVICE_CODE_GRANT, device_code=device_code),
+            lambda: self._session.fetch_token(
+                endpoint, grant_type=DEVICE_CODE_GRANT, device_code=device_code, verify=self._verify
+            ),
         )
 
     def refresh(self, endpoint: str, refresh_token: str) -> dict[str, Any]:
-        return self._token_request(endpoint, lambda: self._session.refresh_token(endpoint, refresh_token=refresh_token))
+        return self._token_request(
+            endpoint, lambda: self._session.refresh_token(endpoint, refresh_token=refresh_token, verify=self._verify)
+        )
 
     def revoke(self, endpoint: str, token: str, hint: str) -> None:
-        response = self._call(endpoint, lambda: self._session.revoke_token(endpoint, token=token, token_type_hint=hint))
+        response = self._call(
+            endpoint,
+            lambda: self._session.revoke_token(endpoint, token=token, token_type_hint=hint, verify=self._verify),
+        )
         if response.status_code >= 400:
             raise ServerError(f"the revocation endpoint {endpoint} answered HTTP {response.status_code}")
 
@@ -120,6 +131,8 @@ class OAuthClient:
             ) from exc
         # Authlib keeps the last token on the session; we keep tokens ourselves.
         self._session.token = None
+        if not isinstance(token.get("access_token"), str) or not token["access_token"]:
+            raise ServerError(f"the token endpoint {endpoint} answered without an access_token")
         return dict(token)
 
     def _call(self, endpoint: str, send: Callable[[], Any]) -> Any:

@@ -13,7 +13,7 @@ __all__ = ["check_transport"]
 
 def check_transport(url: str) -> None:
     """Refuse plain http unless the host is loopback (local development servers)."""
-    if url.startswith("https://"):
+    if url[:8].lower() == "https://":
         return
     parts = urlsplit(url)
     if parts.scheme == "http" and _is_loopback(parts.hostname or ""):
