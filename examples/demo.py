@@ -18,9 +18,8 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from oidc_server import OidcServer  # noqa: E402
-
-from deviceauth import DeviceAuth, DeviceCode, default_prompt  # noqa: E402
+from deviceauth import DeviceAuth, DeviceCode, default_prompt
+from oidc_server import OidcServer
 
 
 def main() -> int:
@@ -32,8 +31,15 @@ def main() -> int:
             server.approve(code.user_code)  # stands in for the person approving in a browser
             print("  (demo: approved the code as the person would)", file=sys.stderr)
 
-        auth = DeviceAuth(server.issuer, "client-tools", scope="openid", cache=Path(tmp, ".tokens.json"),
-                          prompt=prompt, interactive=True, open_browser=False)
+        auth = DeviceAuth(
+            server.issuer,
+            "client-tools",
+            scope="openid",
+            cache=Path(tmp, ".tokens.json"),
+            prompt=prompt,
+            interactive=True,
+            open_browser=False,
+        )
         http = auth.pool_manager()
         with httpx.Client(auth=auth.httpx) as client:
             for round_ in range(4):
@@ -43,9 +49,11 @@ def main() -> int:
                 print(f"round {round_}: requests/httpx/urllib3 called the API as {a['sub']}, {b['sub']}, {c['sub']}")
                 time.sleep(2)
         stats = server.stats()
-        print(f"server saw: {stats['device_authorization']} login, "
-              f"{stats['token'].get('refresh_token', 0)} refreshes, {stats['api']['ok']} API calls accepted, "
-              f"{stats['api']['unauthorized']} rejected")
+        print(
+            f"server saw: {stats['device_authorization']} login, "
+            f"{stats['token'].get('refresh_token', 0)} refreshes, {stats['api']['ok']} API calls accepted, "
+            f"{stats['api']['unauthorized']} rejected"
+        )
     return 0
 
 

@@ -37,6 +37,10 @@ _HTTP_TIMEOUT = 10.0
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
+# Short access tokens so tests cross several expiries in seconds.
+ACCESS_TTL = 3
+
+
 class OidcServerError(RuntimeError):
     """A test hook answered with an error status (unknown user code, already approved, ...)."""
 
@@ -235,3 +239,15 @@ class OidcServer:
         if not isinstance(result, dict):
             raise OidcServerError(f"{method} /__test/{name}: unexpected body {payload!r}", 200)
         return result
+
+
+class Approver:
+    """A prompt callback that approves each code at the server, as a person in a browser would."""
+
+    def __init__(self, server: OidcServer) -> None:
+        self.server = server
+        self.codes: list[Any] = []  # deviceauth.DeviceCode objects, as the prompt received them
+
+    def __call__(self, code: Any) -> None:
+        self.codes.append(code)
+        self.server.approve(code.user_code)

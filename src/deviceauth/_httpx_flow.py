@@ -22,9 +22,6 @@ __all__ = ["BearerFlow"]
 class BearerFlow:
     """Adds the bearer token; on a 401 for that token, gets a different one and retries once."""
 
-    # Lets httpx buffer streaming bodies so a 401 retry can send them again.
-    requires_request_body = True
-
     def __init__(self, auth: DeviceAuth) -> None:
         self._auth = auth
 
@@ -32,8 +29,12 @@ class BearerFlow:
     def device_auth(self) -> DeviceAuth:
         return self._auth
 
+    # These replace httpx's own sync_auth_flow/async_auth_flow (where httpx would honour
+    # requires_request_body), so they buffer a streamed body themselves: a 401 retry resends it.
+
     def sync_auth_flow(self, request: Any) -> Generator[Any, Any, None]:
         check_transport(str(request.url))
+        request.read()
         token = self._auth.get_token()
         _authorize(request, token)
         response = yield request
@@ -44,6 +45,7 @@ class BearerFlow:
 
     async def async_auth_flow(self, request: Any) -> AsyncGenerator[Any, Any]:
         check_transport(str(request.url))
+        await request.aread()
         engine = self._auth._engine
         # The warm path stays on the loop; file locks and token requests go to a worker thread.
         token = engine.fresh_token()

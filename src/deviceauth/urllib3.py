@@ -48,6 +48,8 @@ class PoolManager(urllib3.PoolManager):
         started_at: str | None = getattr(self._calls, "origin", None)
         if started_at is None:
             self._calls.origin = origin
+        elif origin != started_at:
+            self._calls.left_origin = True  # this hop gets no token, so its 401 is not about ours
         try:
             if not self._wants_token(origin, started_at):
                 return super().urlopen(method, url, redirect=redirect, **kw)
@@ -66,8 +68,9 @@ class PoolManager(urllib3.PoolManager):
         token = self.device_auth.get_token()
         body = kw.get("body")
         start = _tell(body)
+        self._calls.left_origin = False
         response = super().urlopen(method, url, redirect=redirect, **_with_token(kw, self.headers, token))
-        if response.status != 401 or not _replayable(body, start):
+        if response.status != 401 or self._calls.left_origin or not _replayable(body, start):
             return response
         response.drain_conn()
         response.release_conn()

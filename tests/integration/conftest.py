@@ -8,17 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from deviceauth import DeviceAuth, DeviceCode
-from oidc_server import OidcServer
+from deviceauth import DeviceAuth
+from oidc_server import ACCESS_TTL, Approver, OidcServer
 
 if shutil.which("node") is None:  # pragma: no cover - CI installs node
     pytest.exit("integration tests need Node.js 20 (node) on PATH", returncode=3)
 
 pytestmark = pytest.mark.integration
-
-# Short access tokens so tests cross several expiries in seconds; a server-side refresh token
-# life long enough for the whole run.
-ACCESS_TTL = 3
 
 
 @pytest.fixture(scope="session")
@@ -42,18 +38,6 @@ def server(keycloak_server: OidcServer) -> OidcServer:
 @pytest.fixture
 def cache_file(tmp_path: Path) -> Path:
     return tmp_path / "cache" / ".tokens.json"
-
-
-class Approver:
-    """A prompt callback that approves each code at the server, as a person in a browser would."""
-
-    def __init__(self, server: OidcServer) -> None:
-        self.server = server
-        self.codes: list[DeviceCode] = []
-
-    def __call__(self, code: DeviceCode) -> None:
-        self.codes.append(code)
-        self.server.approve(code.user_code)
 
 
 @pytest.fixture

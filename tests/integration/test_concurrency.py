@@ -19,12 +19,11 @@ from pathlib import Path
 
 import filelock
 import pytest
-from conftest import ACCESS_TTL
 
 import proc_workers
 from deviceauth import DeviceAuth
 from deviceauth._cache import TokenCache
-from oidc_server import OidcServer
+from oidc_server import ACCESS_TTL, OidcServer
 
 REFRESH = "refresh_token"
 

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import ACCESS_TTL, Approver
 
 from deviceauth import DeviceAuth, LoginRequired
-from oidc_server import OidcServer
+from oidc_server import ACCESS_TTL, Approver, OidcServer
 
 
 def _offline_token(server: OidcServer, tmp_path: Path) -> str:

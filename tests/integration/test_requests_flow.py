@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import ACCESS_TTL, Approver
 
 from deviceauth import (
     AccessDenied,
@@ -22,7 +21,7 @@ from deviceauth import (
     DiscoveryError,
     LoginRequired,
 )
-from oidc_server import OidcServer
+from oidc_server import ACCESS_TTL, Approver, OidcServer
 
 REFRESH_GRANT = "refresh_token"
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import sys
 import time
@@ -58,7 +59,7 @@ def test_no_browser_at_all_is_not_usable(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_default_prompt_prints_code_and_links_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
-    default_prompt(CODE)
+    default_prompt(dataclasses.replace(CODE, expires_at=time.time() + 600))
     out, err = capsys.readouterr()
     assert out == ""
     assert CODE.user_code in err

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from browser_approve import approve_in_browser, chromium_available
+
 from deviceauth import DeviceAuth
 from oidc_server import OidcServer
 
@@ -21,8 +21,15 @@ CODE_LINE = re.compile(r"enter the code (\S+)")
 
 
 def _cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "deviceauth", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env, stdin=subprocess.DEVNULL, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "deviceauth", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
 
 
 def _identity_args(server: OidcServer, cache_file: Path) -> list[str]:
@@ -32,7 +39,10 @@ def _identity_args(server: OidcServer, cache_file: Path) -> list[str]:
 def test_login_status_token_logout(server: OidcServer, cache_file: Path) -> None:
     login = subprocess.Popen(
         [sys.executable, "-m", "deviceauth", "login", *_identity_args(server, cache_file), "--no-browser"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     assert login.stderr is not None
     shown: list[str] = []
@@ -45,7 +55,7 @@ def test_login_status_token_logout(server: OidcServer, cache_file: Path) -> None
     else:
         login.kill()
         pytest.fail(f"no code shown: {shown}")
-    out, err = login.communicate(timeout=30)
+    _, err = login.communicate(timeout=30)
     assert login.returncode == 0, err
     assert "Logged in" in err
     assert server.issuer + "/device" in "".join(shown)
@@ -62,8 +72,10 @@ def test_login_status_token_logout(server: OidcServer, cache_file: Path) -> None
     printed = _cli("token", *_identity_args(server, cache_file))
     assert printed.returncode == 0
     access_token = printed.stdout.strip()
-    assert requests.get(server.api_url(), headers={"Authorization": f"Bearer {access_token}"},
-                        timeout=10).status_code == 200
+    assert (
+        requests.get(server.api_url(), headers={"Authorization": f"Bearer {access_token}"}, timeout=10).status_code
+        == 200
+    )
 
     logout = _cli("logout", *_identity_args(server, cache_file))
     assert logout.returncode == 0
@@ -73,10 +85,21 @@ def test_login_status_token_logout(server: OidcServer, cache_file: Path) -> None
 
 
 def test_environment_variables_configure_the_cli(server: OidcServer, cache_file: Path) -> None:
-    DeviceAuth(server.issuer, "client-tools", scope="openid", cache=cache_file, interactive=True,
-               prompt=lambda code: server.approve(code.user_code)).get_token()
-    env = {**os.environ, "DEVICEAUTH_ISSUER": server.issuer, "DEVICEAUTH_CLIENT_ID": "client-tools",
-           "DEVICEAUTH_SCOPE": "openid", "DEVICEAUTH_CACHE": str(cache_file)}
+    DeviceAuth(
+        server.issuer,
+        "client-tools",
+        scope="openid",
+        cache=cache_file,
+        interactive=True,
+        prompt=lambda code: server.approve(code.user_code),
+    ).get_token()
+    env = {
+        **os.environ,
+        "DEVICEAUTH_ISSUER": server.issuer,
+        "DEVICEAUTH_CLIENT_ID": "client-tools",
+        "DEVICEAUTH_SCOPE": "openid",
+        "DEVICEAUTH_CACHE": str(cache_file),
+    }
     printed = _cli("token", env=env)
     assert printed.returncode == 0, printed.stderr
     assert len(printed.stdout.strip()) > 20
@@ -93,8 +116,9 @@ def test_token_without_tty_and_without_login_fails_in_one_line(server: OidcServe
 
 def test_unreachable_server_fails_in_one_line(cache_file: Path) -> None:
     started = time.monotonic()
-    result = _cli("login", "--issuer", "http://127.0.0.1:9/auth/realms/none", "--client-id", "x",
-                  "--cache", str(cache_file))
+    result = _cli(
+        "login", "--issuer", "http://127.0.0.1:9/auth/realms/none", "--client-id", "x", "--cache", str(cache_file)
+    )
     assert result.returncode == 1
     assert len(result.stderr.strip().splitlines()) == 1
     assert "cannot reach" in result.stderr
@@ -104,8 +128,14 @@ def test_unreachable_server_fails_in_one_line(cache_file: Path) -> None:
 def test_corrupt_cache_is_set_aside_not_fatal(server: OidcServer, cache_file: Path) -> None:
     cache_file.parent.mkdir(parents=True)
     cache_file.write_text("{ this is not json")
-    auth = DeviceAuth(server.issuer, "client-tools", scope="openid", cache=cache_file, interactive=True,
-                      prompt=lambda code: server.approve(code.user_code))
+    auth = DeviceAuth(
+        server.issuer,
+        "client-tools",
+        scope="openid",
+        cache=cache_file,
+        interactive=True,
+        prompt=lambda code: server.approve(code.user_code),
+    )
     assert requests.get(server.api_url(), auth=auth, timeout=10).status_code == 200
     aside = [p for p in cache_file.parent.iterdir() if ".corrupt-" in p.name]
     assert len(aside) == 1
@@ -121,8 +151,15 @@ def test_login_approved_in_a_real_browser(server: OidcServer, cache_file: Path) 
         assert isinstance(code, DeviceCode)
         approve_in_browser(code.verification_uri_complete or code.verification_uri)
 
-    auth = DeviceAuth(server.issuer, "client-tools", scope="openid", cache=cache_file, interactive=True,
-                      prompt=in_browser, open_browser=False)
+    auth = DeviceAuth(
+        server.issuer,
+        "client-tools",
+        scope="openid",
+        cache=cache_file,
+        interactive=True,
+        prompt=in_browser,
+        open_browser=False,
+    )
     response = requests.get(server.api_url(), auth=auth, timeout=10)
     assert response.status_code == 200
     assert response.json()["client_id"] == "client-tools"

@@ -1,0 +1,194 @@
+"""``deviceauth.compat.DeviceFlowManager``: a Provena notebook, unchanged but for the import, keeps working."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+import requests
+
+from deviceauth import DeviceAuth, LoginRequired
+from deviceauth.compat import AuthFlow, DeviceFlowManager, Stage
+from oidc_server import OidcServer
+
+if TYPE_CHECKING:  # conftest is a fixture module: importing it at run time is ambiguous
+    from conftest import Approver
+
+REFRESH_GRANT = "refresh_token"
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+
+
+def test_notebook_style_use_works_across_expiries(server: OidcServer, cache_file: Path, approver: Approver) -> None:
+    manager = DeviceFlowManager(
+        stage="TEST",
+        keycloak_endpoint=server.issuer,
+        local_storage_location=str(cache_file),
+        scopes=["openid"],
+        prompt=approver,
+        interactive=True,
+    )
+    assert server.stats()["device_authorization"] + server.stats()["discovery"] == 0  # constructor: no I/O
+    assert not cache_file.exists()
+
+    auth = manager.get_auth()  # kept for hours, as notebooks do; it must not go stale
+    seen: set[str] = set()
+    calls = 0
+    end = time.monotonic() + 11.0
+    while time.monotonic() < end and len(seen) <= 3 and calls < 200:
+        response = requests.get(server.api_url("items"), auth=auth, timeout=10)
+        assert response.status_code == 200, response.text
+        seen.add(response.json()["token_sha256"])
+        calls += 1
+        time.sleep(0.1)
+
+    stats = server.stats()
+    assert len(approver.codes) == 1
+    assert stats["device_authorization"] == 1
+    assert stats["discovery"] == 0  # Keycloak's fixed endpoint paths, as the original used
+    assert stats["token"][DEVICE_GRANT] == 1
+    assert stats["token"][REFRESH_GRANT] == len(seen) - 1 >= 3
+    assert stats["api"] == {"ok": calls, "unauthorized": 0, "redirect": 0}
+    assert stats["token_errors"].get("invalid_grant", 0) == 0
+    assert manager.get_token() == auth.get_token()
+    assert cache_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_get_auth_is_the_device_auth_and_works_with_httpx(
+    server: OidcServer, cache_file: Path, approver: Approver
+) -> None:
+    import httpx
+
+    manager = DeviceFlowManager(
+        "TEST",
+        server.issuer,
+        local_storage_location=str(cache_file),
+        scopes=["openid"],
+        prompt=approver,
+        interactive=True,
+    )
+    assert isinstance(manager.get_auth(), DeviceAuth)
+    assert manager.get_auth() is manager.device_auth
+    with httpx.Client(auth=manager.device_auth.httpx, trust_env=False) as client:
+        assert client.get(server.api_url()).status_code == 200
+
+
+def test_directory_as_storage_location_and_legacy_file_kept(
+    server: OidcServer, tmp_path: Path, approver: Approver
+) -> None:
+    legacy = {"stages": {"TEST": {"access_token": "old", "refresh_token": "old"}, "PROD": None}}
+    (tmp_path / ".tokens.json").write_text(json.dumps(legacy))
+    manager = DeviceFlowManager(
+        "TEST",
+        server.issuer,
+        local_storage_location=str(tmp_path),
+        scopes=["openid"],
+        prompt=approver,
+        interactive=True,
+    )
+    assert manager.token_storage_location == tmp_path / ".tokens.json"
+    requests.get(server.api_url(), auth=manager.get_auth(), timeout=10).raise_for_status()
+    data = json.loads((tmp_path / ".tokens.json").read_text())
+    assert data["stages"] == legacy["stages"]  # an old mdsisclienttools still finds its entries
+    assert len(data["identities"]) == 1
+
+
+def test_force_token_refresh_logs_in_again_at_first_use(
+    server: OidcServer, cache_file: Path, approver: Approver
+) -> None:
+    options = {"local_storage_location": cache_file, "scopes": ["openid"], "prompt": approver, "interactive": True}
+    DeviceFlowManager("TEST", server.issuer, **options).get_token()  # type: ignore[arg-type]
+    forced = DeviceFlowManager("TEST", server.issuer, force_token_refresh=True, **options)  # type: ignore[arg-type]
+    assert len(approver.codes) == 1  # not in the constructor
+    forced.get_token()
+    forced.get_token()
+    assert len(approver.codes) == 2
+
+
+def test_silent_sends_the_code_to_logging(
+    server: OidcServer, cache_file: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manager = DeviceFlowManager(
+        "TEST", server.issuer, local_storage_location=cache_file, scopes=["openid"], silent=True, interactive=True
+    )
+    approved: list[str] = []
+
+    class Approve(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            code = str(record.args[1]) if isinstance(record.args, tuple) else ""
+            server.approve(code)
+            approved.append(code)
+
+    handler = Approve(level=logging.WARNING)
+    logging.getLogger("deviceauth.compat").addHandler(handler)
+    try:
+        with caplog.at_level(logging.WARNING, logger="deviceauth.compat"):
+            manager.get_token()
+    finally:
+        logging.getLogger("deviceauth.compat").removeHandler(handler)
+    assert len(approved) == 1
+    assert approved[0] in caplog.text
+    captured = capsys.readouterr()
+    assert approved[0] not in captured.out + captured.err  # nothing printed
+
+
+def test_offline_flow_never_prompts(server: OidcServer, tmp_path: Path, cache_file: Path) -> None:
+    setup = DeviceAuth(
+        server.issuer,
+        "client-tools",
+        scope="openid offline_access",
+        cache=tmp_path / "setup" / ".tokens.json",
+        prompt=lambda code: server.approve(code.user_code),
+        interactive=True,
+    )
+    setup.get_token()
+    cached = setup.cached_token()
+    assert cached is not None
+    assert cached.refresh_token
+    server.reset_stats()
+
+    manager = DeviceFlowManager(
+        "PROD",
+        server.issuer,
+        auth_flow=AuthFlow.OFFLINE,
+        offline_token=cached.refresh_token,
+        local_storage_location=cache_file,
+        scopes=["openid", "offline_access"],
+        prompt=lambda code: pytest.fail("the offline flow must not prompt"),
+    )
+    requests.get(server.api_url(), auth=manager.get_auth(), timeout=10).raise_for_status()
+    assert server.stats()["device_authorization"] == 0
+    assert cached.refresh_token not in cache_file.read_text()
+
+
+def test_offline_flow_with_a_bad_token_raises_login_required(server: OidcServer, cache_file: Path) -> None:
+    manager = DeviceFlowManager(
+        "PROD",
+        server.issuer,
+        auth_flow="OFFLINE",
+        offline_token="not-an-offline-token",
+        local_storage_location=cache_file,
+        scopes=["openid"],
+    )
+    with pytest.raises(LoginRequired):
+        manager.get_token()
+    assert server.stats()["device_authorization"] == 0
+
+
+def test_constructor_validates_like_the_original(cache_file: Path) -> None:
+    issuer = "https://auth.example.invalid/auth/realms/rrap"
+    with pytest.raises(ValueError, match="Stage"):
+        DeviceFlowManager("NOPE", issuer)
+    with pytest.raises(ValueError, match="offline token"):
+        DeviceFlowManager("TEST", issuer, auth_flow=AuthFlow.OFFLINE)
+    with pytest.raises(ValueError, match="DEVICE"):
+        DeviceFlowManager("TEST", issuer, offline_token="x")
+    with pytest.raises(ValueError, match="local_storage_object"):
+        DeviceFlowManager("TEST", issuer, local_storage_object={})
+    manager = DeviceFlowManager("prod", issuer, local_storage_location=cache_file)  # no network: .invalid host
+    assert manager.stage is Stage.PROD
+    assert manager.device_auth.scope is None
+    assert repr(manager).startswith("DeviceFlowManager(stage='PROD'")
