@@ -33,7 +33,10 @@ CACHE_ENV = "DEVICEAUTH_CACHE"
 FORMAT_VERSION = 1
 # Long enough for a slow refresh round trip; a login in progress extends the wait (see below).
 DEFAULT_LOCK_TIMEOUT = 30.0
-_LOCK_SLICE = 0.5
+# Waiters poll the lock (flock has no timeout), first every few ms, backing off to 0.2 s.
+_FIRST_WAIT = 0.004
+_LONGEST_WAIT = 0.2
+_LOGIN_CHECK_EVERY = 0.5
 
 
 def default_cache_path() -> Path:
@@ -94,37 +97,67 @@ class TokenCache:
         except OSError as exc:
             raise CacheError(f"cannot read the token cache {self.path}: {exc.strerror}", path=str(self.path)) from exc
 
+    def stamp(self) -> tuple[int, int, int] | None:
+        """Changes whenever the file is replaced (every write is a new inode): a cheap "did it change?"."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
     @contextlib.contextmanager
-    def locked(self, *, on_wait: Callable[[LoginInProgress], None] | None = None) -> Iterator[LockedCache]:
+    def locked(
+        self,
+        *,
+        on_wait: Callable[[LoginInProgress], None] | None = None,
+        stop_waiting: Callable[[], bool] | None = None,
+    ) -> Iterator[LockedCache | None]:
         """Hold the cache lock and yield the contents as re-read under it.
 
         Waits at most ``lock_timeout`` seconds, except while another process is running a
         device login under the lock: then it waits until that login's code expires, and
-        tells ``on_wait`` once where the login is happening.
+        tells ``on_wait`` once where the login is happening. While waiting it asks
+        ``stop_waiting`` now and then; when that says the wait is pointless (the holder already
+        wrote what we need), it yields None without taking the lock, so a herd of waiters does
+        not queue for a lock none of them needs any more.
         """
         self._make_parent()
         lock = filelock.FileLock(self.lock_path, mode=0o600)
-        self._acquire(lock, on_wait)
+        if not self._acquire(lock, on_wait, stop_waiting):
+            yield None
+            return
         try:
             yield LockedCache(self, self._load_for_update())
         finally:
             lock.release()
 
-    def _acquire(self, lock: filelock.FileLock, on_wait: Callable[[LoginInProgress], None] | None) -> None:
+    def _acquire(
+        self,
+        lock: filelock.FileLock,
+        on_wait: Callable[[LoginInProgress], None] | None,
+        stop_waiting: Callable[[], bool] | None,
+    ) -> bool:
         deadline = time.monotonic() + self.lock_timeout
+        next_login_check = time.monotonic() + _LOGIN_CHECK_EVERY
         told = False
+        wait = _FIRST_WAIT
         while True:
             try:
-                lock.acquire(timeout=_LOCK_SLICE)
-                return
+                lock.acquire(timeout=wait, poll_interval=wait / 2)
+                return True
             except filelock.Timeout:
                 pass
-            login = self.login_in_progress()
-            if login is not None and login.alive(time.time()):
-                if not told and on_wait is not None:
-                    on_wait(login)
-                told = True
-                deadline = max(deadline, time.monotonic() + (login.expires_at - time.time()) + _LOCK_SLICE)
+            if stop_waiting is not None and stop_waiting():
+                return False
+            wait = min(wait * 1.5, _LONGEST_WAIT)  # quick hand-over after a refresh, calm during a login
+            if time.monotonic() >= next_login_check:
+                next_login_check = time.monotonic() + _LOGIN_CHECK_EVERY
+                login = self.login_in_progress()
+                if login is not None and login.alive(time.time()):
+                    if not told and on_wait is not None:
+                        on_wait(login)
+                    told = True
+                    deadline = max(deadline, time.monotonic() + (login.expires_at - time.time()) + _LONGEST_WAIT)
             if time.monotonic() >= deadline:
                 raise LockTimeout(
                     f"timed out after {self.lock_timeout:g} s waiting for the token cache lock {self.lock_path}; "

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from ._cache import LockedCache, LoginInProgress, TokenCache
 from ._discovery import discover
@@ -150,7 +150,7 @@ class TokenEngine:
 
     # -- the slow path ------------------------------------------------------------------------
 
-    def _usable(self, token: Token | None, rejected: str | None) -> bool:
+    def _usable(self, token: Token | None, rejected: str | None) -> TypeGuard[Token]:
         if token is None or token.access_token == rejected:
             return False
         return self._clock() < token.refresh_due_at(self.settings.leeway)
@@ -159,12 +159,27 @@ class TokenEngine:
         state = self._state
         with state.lock:
             if self._usable(state.token, rejected):
-                assert state.token is not None
                 return state.token.access_token
+            stamp = self.cache.stamp()
             entry = self._entry(self.cache.read())
             if self._usable(entry, rejected):
                 return self._adopt(entry, "cache")
-            with self.cache.locked(on_wait=_tell_waiting) as locked:
+            written: list[Token] = []
+
+            def written_meanwhile() -> bool:
+                # Another process wrote a usable token while we waited: take it, skip the lock.
+                nonlocal stamp
+                if (current := self.cache.stamp()) == stamp:
+                    return False
+                stamp = current
+                entry = self._entry(self.cache.read())
+                if self._usable(entry, rejected):
+                    written.append(entry)
+                return bool(written)
+
+            with self.cache.locked(on_wait=_tell_waiting, stop_waiting=written_meanwhile) as locked:
+                if locked is None:
+                    return self._adopt(written[0], "cache")
                 entry = self._entry(locked.data)
                 if self._usable(entry, rejected):
                     return self._adopt(entry, "cache")
@@ -175,8 +190,7 @@ class TokenEngine:
                     token = self._login(locked, interaction)
                 return self._adopt(token, "server")
 
-    def _adopt(self, token: Token | None, source: str) -> str:
-        assert token is not None
+    def _adopt(self, token: Token, source: str) -> str:
         state = self._state
         state.token = token
         state.access_token = token.access_token
@@ -288,6 +302,7 @@ class TokenEngine:
     def login(self, interaction: Interaction) -> Token:
         """Run a device login now, whatever the cache holds."""
         with self._state.lock, self.cache.locked(on_wait=_tell_waiting) as locked:
+            assert locked is not None  # only a stop_waiting callback ends the wait early
             self._entry(locked.data)
             token = self._login(locked, Interaction(True, interaction.prompt, interaction.open_browser))
             self._adopt(token, "server")
@@ -297,6 +312,7 @@ class TokenEngine:
         """Forget this identity's tokens here and, where the server allows, at the server."""
         state = self._state
         with state.lock, self.cache.locked() as locked:
+            assert locked is not None
             entry = self._entry(locked.data)
             state.token, state.access_token, state.due = None, "", 0.0
             if entry is None:

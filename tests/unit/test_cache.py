@@ -24,8 +24,9 @@ from deviceauth._cache import LoginInProgress, TokenCache, default_cache_path
 
 @pytest.fixture(autouse=True)
 def _short_lock_slices(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The cache polls the lock in slices; short slices keep the lock tests fast.
-    monkeypatch.setattr(_cache, "_LOCK_SLICE", 0.05)
+    # The cache polls the lock, backing off; short waits keep the lock tests fast.
+    monkeypatch.setattr(_cache, "_LONGEST_WAIT", 0.05)
+    monkeypatch.setattr(_cache, "_LOGIN_CHECK_EVERY", 0.05)
 
 
 @pytest.fixture
@@ -353,3 +354,36 @@ def test_login_marker_is_written_while_held_and_removed_after(cache: TokenCache)
         with pytest.raises(KeyboardInterrupt), locked.login_marker(expires_at):
             raise KeyboardInterrupt
         assert cache.login_in_progress() is None
+
+
+def test_waiter_stops_waiting_when_told_the_lock_is_no_longer_needed(cache: TokenCache) -> None:
+    cache.path.parent.mkdir(parents=True)
+    holder = filelock.FileLock(cache.lock_path)
+    holder.acquire()
+    asked: list[float] = []
+
+    def stop_waiting() -> bool:
+        asked.append(time.monotonic())
+        return len(asked) >= 3  # the third look finds what it needs
+
+    started = time.monotonic()
+    try:
+        with cache.locked(stop_waiting=stop_waiting) as locked:
+            assert locked is None  # gave up the wait instead of queueing for the lock
+    finally:
+        holder.release()
+    assert len(asked) == 3
+    assert time.monotonic() - started < 0.1  # the first looks come within milliseconds
+
+
+def test_stamp_changes_on_every_write(cache: TokenCache) -> None:
+    assert cache.stamp() is None
+    with cache.locked() as locked:
+        assert locked is not None
+        locked.save()
+    first = cache.stamp()
+    with cache.locked() as locked:
+        assert locked is not None
+        locked.save()
+    assert first is not None
+    assert cache.stamp() != first

@@ -562,7 +562,8 @@ def test_fresh_token_in_the_file_is_used_while_another_process_holds_the_lock(
     from deviceauth import _cache
     from deviceauth._engine import Settings
 
-    monkeypatch.setattr(_cache, "_LOCK_SLICE", 0.05)
+    monkeypatch.setattr(_cache, "_LONGEST_WAIT", 0.05)
+    monkeypatch.setattr(_cache, "_LOGIN_CHECK_EVERY", 0.05)
     token = make_token(clock(), lifetime=300)
     write_cache(cache_path, {ME: token})
     holder = filelock.FileLock(TokenCache(cache_path).lock_path, thread_local=False)
