@@ -98,9 +98,7 @@ def print_table(headers: list[str], rows: list[list[Any]], align_left: int = 1) 
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
 
     def line(values: list[str]) -> str:
-        parts = [
-            v.ljust(widths[i]) if i < align_left else v.rjust(widths[i]) for i, v in enumerate(values)
-        ]
+        parts = [v.ljust(widths[i]) if i < align_left else v.rjust(widths[i]) for i, v in enumerate(values)]
         return "| " + " | ".join(parts) + " |"
 
     print(line(headers))

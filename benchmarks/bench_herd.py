@@ -207,9 +207,10 @@ def main() -> int:
         ],
     )  # fmt: skip
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="bench-herd-") as tmp, OidcServer(
-        mode="keycloak", access_ttl=600, refresh_ttl=3600
-    ) as server:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-herd-") as tmp,
+        OidcServer(mode="keycloak", access_ttl=600, refresh_ttl=3600) as server,
+    ):
         cache = Path(tmp) / "cache" / ".tokens.json"
         auth = _common.make_auth(server, cache)
         token_endpoint = f"{server.issuer}/protocol/openid-connect/token"

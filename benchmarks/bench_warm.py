@@ -386,9 +386,9 @@ def build_cases(server: Any, auth: Any, token: str, quick: bool) -> list[Case]:
                 warnings.simplefilter("ignore")
                 try:
                     from authlib.integrations.httpx_client import OAuth2Auth as AuthlibHttpxAuth
-                except Exception as exc:  # noqa: BLE001 - report and skip the peer
+                except Exception as exc:
                     print(f"note        Authlib httpx OAuth2Auth not importable: {exc!r}")
-                    AuthlibHttpxAuth = None  # noqa: N806
+                    AuthlibHttpxAuth = None
             if AuthlibHttpxAuth is not None and issubclass(AuthlibHttpxAuth, lib.Auth):
                 a2 = AuthlibHttpxAuth(authlib_token)
                 a2_mock = lib.Client(auth=a2, transport=lib.MockTransport(handler))
@@ -460,9 +460,10 @@ def main() -> int:
     )
     sys.addaudithook(_audit)
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="bench-warm-") as tmp, OidcServer(
-        mode="keycloak", access_ttl=3600
-    ) as server:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-warm-") as tmp,
+        OidcServer(mode="keycloak", access_ttl=3600) as server,
+    ):
         cache = Path(tmp) / "cache" / ".tokens.json"
         auth = _common.make_auth(server, cache)
         t0 = time.perf_counter()
