@@ -180,6 +180,7 @@ class TokenEngine:
             with self.cache.locked(on_wait=_tell_waiting, stop_waiting=written_meanwhile) as locked:
                 if locked is None:
                     return self._adopt(written[0], "cache")
+                self._remember_metadata(locked.data)
                 entry = self._entry(locked.data)
                 if self._usable(entry, rejected):
                     return self._adopt(entry, "cache")
@@ -203,13 +204,15 @@ class TokenEngine:
         )
         return token.access_token
 
-    def _entry(self, data: dict[str, Any]) -> Token | None:
-        state = self._state
-        if state.metadata is None:
-            server = data.get("servers", {}).get(self.settings.issuer.rstrip("/"))
+    def _remember_metadata(self, data: dict[str, Any]) -> None:
+        """Take the issuer's discovery document from the cache, so a new process skips discovery."""
+        if self._state.metadata is None:
+            server = data["servers"].get(self.settings.issuer.rstrip("/"))
             if isinstance(server, dict) and isinstance(server.get("metadata"), dict):
-                state.metadata = server["metadata"]
-        entry = data.get("identities", {}).get(self.settings.key)
+                self._state.metadata = server["metadata"]
+
+    def _entry(self, data: dict[str, Any]) -> Token | None:
+        entry = data["identities"].get(self.settings.key)
         if not isinstance(entry, dict) or not isinstance(entry.get("token"), dict):
             return None
         try:
@@ -303,7 +306,7 @@ class TokenEngine:
         """Run a device login now, whatever the cache holds."""
         with self._state.lock, self.cache.locked(on_wait=_tell_waiting) as locked:
             assert locked is not None  # only a stop_waiting callback ends the wait early
-            self._entry(locked.data)
+            self._remember_metadata(locked.data)
             token = self._login(locked, Interaction(True, interaction.prompt, interaction.open_browser))
             self._adopt(token, "server")
             return token
@@ -313,6 +316,7 @@ class TokenEngine:
         state = self._state
         with state.lock, self.cache.locked() as locked:
             assert locked is not None
+            self._remember_metadata(locked.data)
             entry = self._entry(locked.data)
             state.token, state.access_token, state.due = None, "", 0.0
             if entry is None:

@@ -45,23 +45,19 @@ class PoolManager(urllib3.PoolManager):
         self, method: str, url: str, redirect: bool = True, **kw: Any
     ) -> BaseHTTPResponse:
         origin = _origin(url)
-        started_at: str | None = getattr(self._calls, "origin", None)
-        if started_at is None:
+        outermost = getattr(self._calls, "origin", None) is None
+        if outermost:
             self._calls.origin = origin
-        elif origin != started_at:
-            self._calls.left_origin = True  # this hop gets no token, so its 401 is not about ours
+        elsewhere = origin != self._calls.origin
+        if elsewhere:
+            self._calls.left_origin = True  # a redirect hop elsewhere: no token, and its 401 is not about ours
         try:
-            if not self._wants_token(origin, started_at):
+            if elsewhere or (self._origins is not None and origin not in self._origins):
                 return super().urlopen(method, url, redirect=redirect, **kw)
             return self._authorized(method, url, redirect, kw)
         finally:
-            if started_at is None:
+            if outermost:
                 self._calls.origin = None
-
-    def _wants_token(self, origin: str, started_at: str | None) -> bool:
-        if started_at is not None and origin != started_at:
-            return False
-        return self._origins is None or origin in self._origins
 
     def _authorized(self, method: str, url: str, redirect: bool, kw: dict[str, Any]) -> BaseHTTPResponse:
         check_transport(url)
