@@ -207,9 +207,9 @@ def test_slow_down_is_obeyed(cache_file: Path) -> None:
         auth.get_token()
         elapsed = time.monotonic() - started
         stats = slow.stats()
-        assert stats["token_errors"] == {"slow_down": 1}
+        assert stats["token_errors"] == {"slow_down": 1}, stats
         # first poll after 1 s (interval), second after 1 + 5 s (slow_down adds 5 s)
-        assert 6.0 <= elapsed < 10.0
+        assert 6.0 <= elapsed < 10.0, elapsed
 
 
 def test_rfc8414_discovery_fallback(cache_file: Path) -> None:

@@ -613,6 +613,12 @@ const server = http.createServer((req, res) => {
   });
 });
 
+// Node closes idle keep-alive connections after 5 s, which races a client polling every 6 s
+// (interval + slow_down) into "connection reset". Keycloak (Quarkus: 30 min) and common proxies
+// (60-75 s) keep them far longer, so the test server does too.
+server.keepAliveTimeout = 65_000;
+server.headersTimeout = 66_000;
+
 server.on('error', (err) => {
   console.error('server error:', err);
   shutdown(1);
