@@ -8,13 +8,14 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import requests
 from browser_approve import approve_in_browser, chromium_available
 
-from deviceauth import DeviceAuth
+from deviceauth import DeviceAuth, DeviceCode
 from oidc_server import OidcServer
 
 CODE_LINE = re.compile(r"enter the code (\S+)")
@@ -84,15 +85,10 @@ def test_login_status_token_logout(server: OidcServer, cache_file: Path) -> None
     assert not any(secret in logout.stdout + logout.stderr for secret in secrets)
 
 
-def test_environment_variables_configure_the_cli(server: OidcServer, cache_file: Path) -> None:
-    DeviceAuth(
-        server.issuer,
-        "client-tools",
-        scope="openid",
-        cache=cache_file,
-        interactive=True,
-        prompt=lambda code: server.approve(code.user_code),
-    ).get_token()
+def test_environment_variables_configure_the_cli(
+    server: OidcServer, cache_file: Path, make_auth: Callable[..., DeviceAuth]
+) -> None:
+    make_auth().get_token()
     env = {
         **os.environ,
         "DEVICEAUTH_ISSUER": server.issuer,
@@ -125,18 +121,12 @@ def test_unreachable_server_fails_in_one_line(cache_file: Path) -> None:
     assert time.monotonic() - started < 30
 
 
-def test_corrupt_cache_is_set_aside_not_fatal(server: OidcServer, cache_file: Path) -> None:
+def test_corrupt_cache_is_set_aside_not_fatal(
+    server: OidcServer, cache_file: Path, make_auth: Callable[..., DeviceAuth]
+) -> None:
     cache_file.parent.mkdir(parents=True)
     cache_file.write_text("{ this is not json")
-    auth = DeviceAuth(
-        server.issuer,
-        "client-tools",
-        scope="openid",
-        cache=cache_file,
-        interactive=True,
-        prompt=lambda code: server.approve(code.user_code),
-    )
-    assert requests.get(server.api_url(), auth=auth, timeout=10).status_code == 200
+    assert requests.get(server.api_url(), auth=make_auth(), timeout=10).status_code == 200
     aside = [p for p in cache_file.parent.iterdir() if ".corrupt-" in p.name]
     assert len(aside) == 1
     assert aside[0].read_text() == "{ this is not json"  # kept for the person to inspect
@@ -144,22 +134,11 @@ def test_corrupt_cache_is_set_aside_not_fatal(server: OidcServer, cache_file: Pa
 
 @pytest.mark.browser
 @pytest.mark.skipif(not chromium_available(), reason="Debian chromium is not installed at /usr/bin/chromium")
-def test_login_approved_in_a_real_browser(server: OidcServer, cache_file: Path) -> None:
-    def in_browser(code: object) -> None:
-        from deviceauth import DeviceCode
-
-        assert isinstance(code, DeviceCode)
+def test_login_approved_in_a_real_browser(server: OidcServer, make_auth: Callable[..., DeviceAuth]) -> None:
+    def in_browser(code: DeviceCode) -> None:
         approve_in_browser(code.verification_uri_complete or code.verification_uri)
 
-    auth = DeviceAuth(
-        server.issuer,
-        "client-tools",
-        scope="openid",
-        cache=cache_file,
-        interactive=True,
-        prompt=in_browser,
-        open_browser=False,
-    )
+    auth = make_auth(prompt=in_browser)
     response = requests.get(server.api_url(), auth=auth, timeout=10)
     assert response.status_code == 200
     assert response.json()["client_id"] == "client-tools"

@@ -67,17 +67,18 @@ def test_16_processes_across_expiries_refresh_once_per_expiry(
     _assert_one_refresh_per_expiry(server, tally, min_expiries=3, first_token=first_token)
 
 
-def test_8_processes_on_a_cold_cache_log_in_once(server: OidcServer, cache_file: Path, tmp_path: Path) -> None:
-    marks = tmp_path / "prompts"
-    marks.mkdir()
-    auth = DeviceAuth(
-        server.issuer,
-        "client-tools",
-        scope="openid",
-        cache=cache_file,
-        interactive=True,
-        prompt=proc_workers.MarkingApprover(server.base_url, str(marks)),
-    )
+@pytest.fixture
+def marks(tmp_path: Path) -> Path:
+    """Where the picklable prompt leaves one file per prompt shown, in any process."""
+    path = tmp_path / "prompts"
+    path.mkdir()
+    return path
+
+
+def test_8_processes_on_a_cold_cache_log_in_once(
+    server: OidcServer, make_auth: Callable[..., DeviceAuth], marks: Path
+) -> None:
+    auth = make_auth(prompt=proc_workers.MarkingApprover(server.base_url, str(marks)))
     with SPAWN.Pool(8) as pool:
         pool.map(proc_workers.ready, range(8))
         hashes = pool.map(proc_workers.get_token_hash, [auth] * 8)
@@ -87,18 +88,11 @@ def test_8_processes_on_a_cold_cache_log_in_once(server: OidcServer, cache_file:
     assert len(set(hashes)) == 1  # everyone picked up the same login
 
 
-def test_waiter_that_may_not_prompt_never_prompts(server: OidcServer, cache_file: Path, tmp_path: Path) -> None:
-    marks = tmp_path / "prompts"
-    marks.mkdir()
-    prompting = DeviceAuth(
-        server.issuer,
-        "client-tools",
-        scope="openid",
-        cache=cache_file,
-        interactive=True,
-        prompt=proc_workers.MarkingApprover(server.base_url, str(marks)),
-    )
-    silent = DeviceAuth(server.issuer, "client-tools", scope="openid", cache=cache_file, interactive=False)
+def test_waiter_that_may_not_prompt_never_prompts(
+    server: OidcServer, make_auth: Callable[..., DeviceAuth], marks: Path
+) -> None:
+    prompting = make_auth(prompt=proc_workers.MarkingApprover(server.base_url, str(marks)))
+    silent = make_auth(interactive=False, prompt=None)
     with SPAWN.Pool(4) as pool:
         pool.map(proc_workers.ready, range(4))
         results = [pool.apply_async(proc_workers.get_token_hash, (prompting,))]

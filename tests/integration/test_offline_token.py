@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ import requests
 from deviceauth import DeviceAuth, LoginRequired
 from oidc_server import ACCESS_TTL, Approver, OidcServer
 
+OFFLINE_SCOPE = "openid offline_access"
+
 
 def _offline_token(server: OidcServer, tmp_path: Path) -> str:
     """Obtain an offline token the way an admin would: one interactive login with offline_access."""
@@ -19,7 +22,7 @@ def _offline_token(server: OidcServer, tmp_path: Path) -> str:
     auth = DeviceAuth(
         server.issuer,
         "client-tools",
-        scope="openid offline_access",
+        scope=OFFLINE_SCOPE,
         cache=setup_cache,
         prompt=Approver(server),
         interactive=True,
@@ -31,12 +34,16 @@ def _offline_token(server: OidcServer, tmp_path: Path) -> str:
 
 
 def test_offline_token_from_environment_works_unattended_and_is_not_cached(
-    server: OidcServer, tmp_path: Path, cache_file: Path, monkeypatch: pytest.MonkeyPatch
+    server: OidcServer,
+    tmp_path: Path,
+    cache_file: Path,
+    make_auth: Callable[..., DeviceAuth],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     offline = _offline_token(server, tmp_path)
     monkeypatch.setenv("DEVICEAUTH_OFFLINE_TOKEN", offline)
     server.reset_stats()
-    auth = DeviceAuth(server.issuer, "client-tools", scope="openid offline_access", cache=cache_file, interactive=False)
+    auth = make_auth(scope=OFFLINE_SCOPE, interactive=False, prompt=None)
     assert offline not in repr(auth)
     response = requests.get(server.api_url(), auth=auth, timeout=10)
     assert response.status_code == 200
@@ -50,18 +57,10 @@ def test_offline_token_from_environment_works_unattended_and_is_not_cached(
 
 
 def test_rotated_offline_token_is_followed_across_expiries(
-    server: OidcServer, tmp_path: Path, cache_file: Path
+    server: OidcServer, tmp_path: Path, make_auth: Callable[..., DeviceAuth]
 ) -> None:
     offline = _offline_token(server, tmp_path)
-    auth = DeviceAuth(
-        server.issuer,
-        "client-tools",
-        scope="openid offline_access",
-        cache=cache_file,
-        interactive=False,
-        offline_token=offline,
-        leeway=0.1,
-    )
+    auth = make_auth(scope=OFFLINE_SCOPE, interactive=False, prompt=None, offline_token=offline, leeway=0.1)
     tokens = [auth.get_token()]
     for _ in range(2):  # two expiries: each needs the offline token the previous refresh rotated
         time.sleep(ACCESS_TTL)
@@ -71,33 +70,21 @@ def test_rotated_offline_token_is_followed_across_expiries(
 
 
 def test_store_offline_token_keeps_the_rotating_token_in_the_cache(
-    server: OidcServer, tmp_path: Path, cache_file: Path
+    server: OidcServer, tmp_path: Path, make_auth: Callable[..., DeviceAuth]
 ) -> None:
     offline = _offline_token(server, tmp_path)
-    auth = DeviceAuth(
-        server.issuer,
-        "client-tools",
-        scope="openid offline_access",
-        cache=cache_file,
-        interactive=False,
-        offline_token=offline,
-        store_offline_token=True,
+    auth = make_auth(
+        scope=OFFLINE_SCOPE, interactive=False, prompt=None, offline_token=offline, store_offline_token=True
     )
     auth.get_token()
     token = auth.cached_token()
     assert token is not None and token.refresh_token and token.refresh_token != offline  # rotated
 
 
-def test_rejected_offline_token_raises_login_required_without_prompting(server: OidcServer, cache_file: Path) -> None:
-    auth = DeviceAuth(
-        server.issuer,
-        "client-tools",
-        scope="openid",
-        cache=cache_file,
-        interactive=True,
-        offline_token="not-a-real-offline-token",
-        prompt=lambda code: pytest.fail("must not prompt"),
-    )
+def test_rejected_offline_token_raises_login_required_without_prompting(
+    server: OidcServer, make_auth: Callable[..., DeviceAuth]
+) -> None:
+    auth = make_auth(offline_token="not-a-real-offline-token", prompt=lambda code: pytest.fail("must not prompt"))
     with pytest.raises(LoginRequired, match="offline token") as caught:
         auth.get_token()
     assert "not-a-real-offline-token" not in str(caught.value)

@@ -114,8 +114,10 @@ def test_confidential_client_on_plain_server(plain_server: OidcServer, cache_fil
     assert plain_server.stats()["device_authorization"] == 1
 
 
-def test_non_interactive_without_token_raises_login_required(server: OidcServer, cache_file: Path) -> None:
-    auth = DeviceAuth(server.issuer, "client-tools", scope="openid", cache=cache_file, interactive=False)
+def test_non_interactive_without_token_raises_login_required(
+    server: OidcServer, make_auth: Callable[..., DeviceAuth]
+) -> None:
+    auth = make_auth(interactive=False)
     with pytest.raises(LoginRequired) as caught:
         requests.get(server.api_url(), auth=auth, timeout=10)
     assert f"deviceauth login --issuer {server.issuer} --client-id client-tools" in str(caught.value)
@@ -171,15 +173,8 @@ def test_expired_session_logs_in_again_when_interactive(
     assert server.stats()["device_authorization"] == 2
 
 
-def test_denied_login(server: OidcServer, cache_file: Path) -> None:
-    auth = DeviceAuth(
-        server.issuer,
-        "client-tools",
-        scope="openid",
-        cache=cache_file,
-        interactive=True,
-        prompt=lambda code: server.deny(code.user_code),
-    )
+def test_denied_login(server: OidcServer, cache_file: Path, make_auth: Callable[..., DeviceAuth]) -> None:
+    auth = make_auth(prompt=lambda code: server.deny(code.user_code))
     with pytest.raises(AccessDenied):
         auth.get_token()
     assert not cache_file.exists() or json.loads(cache_file.read_text())["identities"] == {}
