@@ -88,12 +88,18 @@ class TokenCache:
 
     def read(self) -> dict[str, Any]:
         """The current contents without taking the lock; a missing or corrupt file reads as empty."""
+        raw = self._read_bytes()
         try:
-            return _parse(self.path.read_bytes())
-        except FileNotFoundError:
-            return _empty()
+            return _empty() if raw is None else _parse(raw)
         except (ValueError, UnicodeDecodeError):
             return _empty()
+
+    def _read_bytes(self) -> bytes | None:
+        """The file's bytes, or None when there is no file yet."""
+        try:
+            return self.path.read_bytes()
+        except FileNotFoundError:
+            return None
         except OSError as exc:
             raise CacheError(f"cannot read the token cache {self.path}: {exc.strerror}", path=str(self.path)) from exc
 
@@ -186,12 +192,9 @@ class TokenCache:
                 raise CacheError(f"cannot create the cache directory {parent}: {exc.strerror}") from exc
 
     def _load_for_update(self) -> dict[str, Any]:
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
+        raw = self._read_bytes()
+        if raw is None:
             return _empty()
-        except OSError as exc:
-            raise CacheError(f"cannot read the token cache {self.path}: {exc.strerror}", path=str(self.path)) from exc
         try:
             return _parse(raw)
         except (ValueError, UnicodeDecodeError):
