@@ -82,7 +82,7 @@ class DeviceAuth(requests.auth.AuthBase):
             "revocation_endpoint": revocation_endpoint,
         }
         settings = Settings(
-            issuer=issuer.rstrip("/"),
+            issuer=issuer,
             client_id=client_id,
             scope=normalize_scope(scope if scope is None or isinstance(scope, str) else tuple(scope)),
             cache_path=Path(cache).expanduser() if cache is not None else None,

@@ -65,6 +65,10 @@ class Settings:
     offline_token: str | None = field(default=None, repr=False)
     store_offline_token: bool = False
 
+    def __post_init__(self) -> None:
+        # One spelling of the issuer everywhere it is a key (cache entries, server metadata).
+        object.__setattr__(self, "issuer", self.issuer.rstrip("/"))
+
     @property
     def key(self) -> str:
         return identity_key(self.issuer, self.client_id, self.scope)
@@ -207,7 +211,7 @@ class TokenEngine:
     def _remember_metadata(self, data: dict[str, Any]) -> None:
         """Take the issuer's discovery document from the cache, so a new process skips discovery."""
         if self._state.metadata is None:
-            server = data["servers"].get(self.settings.issuer.rstrip("/"))
+            server = data["servers"].get(self.settings.issuer)
             if isinstance(server, dict) and isinstance(server.get("metadata"), dict):
                 self._state.metadata = server["metadata"]
 
@@ -291,13 +295,13 @@ class TokenEngine:
     def _store(self, locked: LockedCache, token: Token) -> None:
         settings = self.settings
         locked.data["identities"][settings.key] = {
-            "issuer": settings.issuer.rstrip("/"),
+            "issuer": settings.issuer,
             "client_id": settings.client_id,
             "scope": settings.scope,
             "token": token.to_json(),
         }
         if self._state.metadata is not None:
-            locked.data["servers"][settings.issuer.rstrip("/")] = {"metadata": self._state.metadata}
+            locked.data["servers"][settings.issuer] = {"metadata": self._state.metadata}
         locked.save()
 
     # -- explicit operations ------------------------------------------------------------------
