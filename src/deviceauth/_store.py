@@ -1,0 +1,169 @@
+"""The seam between the token policy and wherever tokens live.
+
+    TokenStore                          one per location (a file, a Redis database + prefix, ...)
+      .location                         stable name: keys the per-process state, shown in messages
+      .version()                        cheap "changed since?" value, compared by the store itself
+      .read(identity)                   lock-free read of one identity's token (None: nothing usable)
+      .metadata(issuer)                 cached discovery document of an issuer, lock-free
+      .transaction(identity, ...)       hold the store's lock and read again  ──►  Transaction
+                                        or, while waiting, learn that the holder wrote a token the
+                                        caller can use  ──►  Written(token), without the lock
+      .login_in_progress()              who is showing a login prompt right now, if anyone
+      .records()                        every stored identity and token (for ``deviceauth status``)
+      .forget(identity)                 remove one identity outside any refresh (``logout``)
+
+    Transaction (only while the lock is held)
+      .token, .metadata                 as re-read under the lock
+      .put(token, replacing=..., ...)   write; refuses (``StaleWrite``) if the stored refresh token is
+                                        no longer the one this holder started from (fencing)
+      .delete(unless_changed_from=...)  compare-and-delete
+      .login_marker(expires_at)         context manager advertising a login in progress
+      .keep_alive()                     extend a lock that expires by itself (a no-op for flock)
+
+The policy (``_engine``) knows nothing of files, JSON or Redis: it reads, decides, and writes
+through these calls. ``FileStore`` (``.tokens.json`` + filelock) is the default; ``RedisStore``
+serves many hosts. A store pickles as the way to reopen it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from ._settings import Identity
+from ._token import Token
+
+__all__ = [
+    "LoginInProgress",
+    "Record",
+    "StaleWrite",
+    "TokenStore",
+    "Transaction",
+    "Written",
+    "open_store",
+]
+
+STORE_URL_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One stored identity and its token."""
+
+    identity: Identity
+    token: Token
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """While we waited for the lock, its holder wrote this token, which the caller said it can use."""
+
+    token: Token
+
+
+class StaleWrite(Exception):
+    """Internal: the store changed under a holder whose lock had expired; its write was refused."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoginInProgress:
+    """Advertised while a device login holds the lock, so waiters know why, and where it is shown."""
+
+    pid: int
+    host: str
+    expires_at: float
+
+    def alive(self, now: float) -> bool:
+        if now >= self.expires_at:
+            return False
+        if self.host != socket.gethostname():
+            return True  # another host: trust the expiry (its lock expires if it died)
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LoginInProgress:
+        return cls(pid=int(data["pid"]), host=str(data["host"])[:255], expires_at=float(data["expires_at"]))
+
+    @classmethod
+    def here(cls, expires_at: float) -> LoginInProgress:
+        return cls(pid=os.getpid(), host=socket.gethostname(), expires_at=expires_at)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pid": self.pid, "host": self.host, "expires_at": self.expires_at}
+
+
+class Transaction(Protocol):
+    """The store as re-read under its lock, and the only way to change it."""
+
+    @property
+    def token(self) -> Token | None: ...
+
+    @property
+    def metadata(self) -> dict[str, Any] | None: ...
+
+    def put(
+        self, token: Token, *, replacing: str | None, metadata: Mapping[str, Any] | None = None
+    ) -> None: ...
+
+    def delete(self, *, unless_changed_from: str | None) -> bool: ...
+
+    def login_marker(self, expires_at: float) -> AbstractContextManager[None]: ...
+
+    def keep_alive(self) -> None: ...
+
+
+@runtime_checkable
+class TokenStore(Protocol):
+    """Where tokens live; see the module docstring for the contract."""
+
+    @property
+    def location(self) -> str: ...
+
+    def version(self) -> Hashable: ...
+
+    def read(self, identity: Identity) -> Token | None: ...
+
+    def metadata(self, issuer: str) -> dict[str, Any] | None: ...
+
+    def transaction(
+        self,
+        identity: Identity,
+        *,
+        since: Hashable = None,
+        usable: Callable[[Token], bool] | None = None,
+        on_wait: Callable[[LoginInProgress], None] | None = None,
+    ) -> AbstractContextManager[Transaction | Written]: ...
+
+    def login_in_progress(self) -> LoginInProgress | None: ...
+
+    def records(self) -> Iterator[Record]: ...
+
+    def forget(self, identity: Identity) -> Token | None: ...
+
+
+def open_store(cache: str | os.PathLike[str] | TokenStore | None, *, lock_timeout: float | None = None) -> TokenStore:
+    """A path (or None: the default file), a store URL (``redis://``, ``rediss://``, ``unix://``) or a store."""
+    if isinstance(cache, TokenStore) and not isinstance(cache, str | os.PathLike):
+        return cache
+    if cache is None:
+        cache = os.environ.get("DEVICEAUTH_CACHE") or None
+    if isinstance(cache, str) and cache.startswith(STORE_URL_SCHEMES):
+        from ._redisstore import RedisStore
+
+        return RedisStore.from_url(cache, lock_timeout=lock_timeout)
+    if cache is not None and not isinstance(cache, str | os.PathLike):
+        raise TypeError(f"cache must be a path, a store URL or a TokenStore, not {type(cache).__name__}")
+    from ._filestore import FileStore
+
+    return FileStore(Path(cache) if cache is not None else None, lock_timeout=lock_timeout)
