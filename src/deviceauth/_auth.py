@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import requests
-
 from ._engine import TokenEngine
 from ._requests import retry_on_401
 from ._settings import Interaction, Settings, normalize_scope
@@ -20,6 +18,8 @@ from ._token import Token
 from ._transport import check_transport
 
 if TYPE_CHECKING:
+    import requests
+
     from ._flow import DeviceCode
     from .httpx import HttpxAuth
     from .httpx2 import Httpx2Auth
@@ -46,11 +46,12 @@ class LogoutResult:
         return self.removed
 
 
-class DeviceAuth(requests.auth.AuthBase):
+class DeviceAuth:
     """Bearer tokens from an OAuth 2.0 device login, refreshed and shared through a token store.
 
-    Pass it as ``auth=`` to ``requests`` (and, through its adapters, to HTTPX and urllib3), or
-    call ``get_token()``. Creating one does no network or file I/O: the first request that
+    Pass it as ``auth=`` to ``requests`` (it is the callable requests' ``auth=`` takes; importing
+    deviceauth does not import requests), through its adapters to HTTPX and urllib3, or call
+    ``get_token()``. Creating one does no network or file I/O: the first request that
     needs a token reads the store, refreshes, or starts a device login. Bad arguments raise
     ``ValueError``/``TypeError`` here, not on first use.
 

@@ -315,15 +315,18 @@ class _FileTransaction:
         if (current.refresh_token if current else None) != replacing:
             raise StaleWrite("the stored session changed under this transaction")
         identity = self._identity
-        self._data["identities"][identity.key] = {
+        # Change a copy: after a failed write the transaction still shows what the file holds.
+        data = {**self._data, "identities": dict(self._data["identities"]), "servers": dict(self._data["servers"])}
+        data["identities"][identity.key] = {
             "issuer": identity.issuer,
             "client_id": identity.client_id,
             "scope": identity.scope,
             "token": token.to_json(),
         }
         if metadata is not None:
-            self._data["servers"][identity.issuer] = {"metadata": dict(metadata)}
-        self._store._write(self._data)
+            data["servers"][identity.issuer] = {"metadata": dict(metadata)}
+        self._store._write(data)
+        self._data = data
         self.token = token
 
     def delete(self, *, unless_changed_from: str | None) -> bool:
@@ -332,8 +335,10 @@ class _FileTransaction:
             return False
         if current is not None and current.refresh_token != unless_changed_from:
             return False
-        del self._data["identities"][self._identity.key]
-        self._store._write(self._data)
+        data = {**self._data, "identities": dict(self._data["identities"])}
+        del data["identities"][self._identity.key]
+        self._store._write(data)
+        self._data = data
         self.token = None
         return True
 

@@ -190,8 +190,8 @@ def test_login_prints_where_it_logged_in(
     server.device(interval=1)
     body = server.grant()
     slept: list[float] = []
-    # The CLI builds its engine with the default sleep; replace that default, not time.sleep.
-    defaults = _engine.TokenEngine.__init__.__kwdefaults__
+    # The CLI builds its DeviceAuth with the default sleep; replace that default, not time.sleep.
+    defaults = DeviceAuth.__init__.__kwdefaults__
     assert defaults is not None
     monkeypatch.setitem(defaults, "sleep", slept.append)
     assert main(args(cache_path, "login", "--no-browser")) == 0
