@@ -35,7 +35,6 @@ from typing import Any, TypeGuard
 
 from ._exceptions import CacheError, LoginRequired, ServerError, TokenRejected
 from ._process import state_for
-from ._prompt import is_interactive, make_prompt
 from ._server import ServerSide
 from ._settings import Interaction, Settings
 from ._store import LoginInProgress, StaleWrite, TokenStore, Transaction, Written
@@ -201,6 +200,8 @@ class TokenEngine:
         return token
 
     def _login(self, txn: Transaction, interaction: Interaction) -> Token:
+        from ._prompt import is_interactive, make_prompt  # the terminal and browser, only for a login
+
         interactive = is_interactive() if interaction.interactive is None else interaction.interactive
         if not interactive:
             command = self.login_command()

@@ -32,14 +32,15 @@ import tempfile
 import time
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
-
-import filelock
+from typing import TYPE_CHECKING, Any
 
 from ._exceptions import CacheError, LockTimeout
 from ._settings import Identity
 from ._store import LoginInProgress, Record, StaleWrite, Written
 from ._token import Token
+
+if TYPE_CHECKING:
+    import filelock
 
 __all__ = ["CACHE_ENV", "FileStore", "default_cache_path"]
 
@@ -190,6 +191,8 @@ class FileStore:
                 raise CacheError(
                     f"the lock file {self.lock_path} is not a regular file; remove it", path=str(self.path)
                 )
+        import filelock  # only writers need it: `deviceauth token` with a fresh token never loads it
+
         return filelock.FileLock(self.lock_path, mode=0o600)
 
     def _acquire(
@@ -198,6 +201,8 @@ class FileStore:
         on_wait: Callable[[LoginInProgress], None] | None,
         watcher: _Watcher,
     ) -> Written | None:
+        from filelock import Timeout
+
         deadline = time.monotonic() + self.lock_timeout
         next_login_check = time.monotonic() + _LOGIN_CHECK_EVERY
         told = False
@@ -206,7 +211,7 @@ class FileStore:
             try:
                 lock.acquire(timeout=wait, poll_interval=wait / 2)
                 return None
-            except filelock.Timeout:
+            except Timeout:
                 pass
             except OSError as exc:
                 raise CacheError(f"cannot take the lock {self.lock_path}: {_reason(exc)}", path=str(self.path)) from exc
