@@ -60,7 +60,7 @@ def test_bad_arguments_fail_at_construction(
 
 
 def test_secrets_in_bad_arguments_are_not_echoed(tmp_path: Path) -> None:
-    with pytest.raises(ValueError) as caught:
+    with pytest.raises(ValueError, match="client_secret") as caught:
         build(tmp_path, client_secret="s3cr3t\n")
     assert "s3cr3t" not in str(caught.value)
 
