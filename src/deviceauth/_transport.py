@@ -54,12 +54,12 @@ def check_outbound(url: object) -> str:
     """
     if not isinstance(url, str) or _UNSAFE.search(url):
         raise InsecureTransport(
-            f"refusing to send a request to {_shown(url)}: the URL contains whitespace, control characters or a "
+            f"refusing to send a request to {safe_origin(url)}: the URL contains whitespace, control characters or a "
             "backslash"
         )
     scheme, sep, rest = url.partition("://")
     if not sep:
-        raise InsecureTransport(f"refusing to send a request to {_shown(url)}: only http(s) URLs are allowed")
+        raise InsecureTransport(f"refusing to send a request to {safe_origin(url)}: only http(s) URLs are allowed")
     end = len(rest)
     for delimiter in "/?#":
         found = rest.find(delimiter, 0, end)
@@ -72,14 +72,18 @@ def check_outbound(url: object) -> str:
 check_transport = check_outbound
 
 
-def safe_origin(url: str) -> str:
+def safe_origin(url: object) -> str:
     """``scheme://host[:port]`` of a URL for a message: never its path or query, never raw control characters."""
-    try:
-        parts = urlsplit(url)
-        shown = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}" if parts.scheme else "(no scheme)"
-    except ValueError:
-        shown = "(an unreadable URL)"
-    return redact(shown, limit=100)
+    if not isinstance(url, str):
+        return f"a {type(url).__name__} instead of a URL"
+    scheme, sep, rest = url.partition("://")
+    if sep:
+        shown = f"{scheme}://{re.split(r'[/?#]', rest, maxsplit=1)[0].rpartition('@')[2]}"
+    elif ":" in url:
+        shown = f"a {url.partition(':')[0][:20]}: URL"
+    else:
+        shown = f"{url[:40]}"
+    return redact(shown, limit=100) or "''"
 
 
 @functools.lru_cache(maxsize=256)
@@ -106,9 +110,10 @@ def _agreed_host_port(scheme: str, authority: str) -> tuple[str, int]:
     probe = f"{scheme}://{authority}/"
     try:
         split = urlsplit(probe)
-        ours = ((split.hostname or "").lower(), split.port or _DEFAULT_PORTS[scheme])
+        default = _DEFAULT_PORTS[scheme]
+        ours = ((split.hostname or "").lower(), default if split.port is None else split.port)
         parsed = parse_url(probe)
-        theirs = ((parsed.host or "").strip("[]").lower(), parsed.port or _DEFAULT_PORTS[scheme])
+        theirs = ((parsed.host or "").strip("[]").lower(), default if parsed.port is None else parsed.port)
     except Exception as exc:  # each parser has its own error types (ValueError, LocationParseError)
         raise InsecureTransport(f"refusing to send a request to {scheme}://{authority}: unreadable host/port") from exc
     if ours != theirs or not ours[0] or not 0 < ours[1] < 65536:
@@ -124,13 +129,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _shown(url: object) -> str:
-    if not isinstance(url, str):
-        return f"a {type(url).__name__} instead of a URL"
-    scheme, sep, rest = url.partition("://")
-    return redact(f"{scheme}{sep}{re.split(r'[/?#]', rest, maxsplit=1)[0]}" if sep else url, limit=80) or "''"
 
 
 # -- bounded OAuth responses ----------------------------------------------------------------------
