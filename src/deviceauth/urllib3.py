@@ -13,13 +13,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit
 
 import urllib3
+from urllib3.exceptions import LocationParseError
 from urllib3.response import BaseHTTPResponse
+from urllib3.util import parse_url
 
 from ._source import TokenSource
-from ._transport import check_transport
+from ._transport import check_outbound
 
 __all__ = ["PoolManager"]
 
@@ -58,7 +59,8 @@ class PoolManager(urllib3.PoolManager):
                 self._calls.origin = None
 
     def _authorized(self, method: str, url: str, redirect: bool, kw: dict[str, Any]) -> BaseHTTPResponse:
-        check_transport(url)
+        # The same check every adapter applies; it refuses URLs urllib3 and urllib.parse read differently.
+        check_outbound(url)
         token = self.token_source.get_token()
         body = kw.get("body")
         start = _tell(body)
@@ -81,9 +83,14 @@ def _with_token(kw: dict[str, Any], defaults: Any, token: str) -> dict[str, Any]
 
 
 def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
-    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
+    """The origin as urllib3 itself will read it (``urllib.parse`` can disagree: ``http://a\\@b/``)."""
+    try:
+        parts = parse_url(url)
+    except LocationParseError:
+        return "(unparsable)"  # matches no origin: no token; urllib3 raises its own error for the request
+    scheme = (parts.scheme or "").lower()
+    port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    return f"{scheme}://{(parts.host or '').strip('[]').lower()}:{port}"
 
 
 def _tell(body: Any) -> int | None:

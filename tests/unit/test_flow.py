@@ -259,12 +259,9 @@ def test_device_code_repr_hides_the_device_code() -> None:
 
 def real_flow(server: FakeAuthServer, clock: FakeClock, shown: list[DeviceCode]) -> dict[str, Any]:
     client = OAuthClient(CLIENT_ID)
-    try:
-        return run_device_flow(
-            client, DEVICE_ENDPOINT, TOKEN_ENDPOINT, "openid", show=shown.append, clock=clock, sleep=clock.sleep
-        )
-    finally:
-        client.close()
+    return run_device_flow(
+        client, DEVICE_ENDPOINT, TOKEN_ENDPOINT, "openid", show=shown.append, clock=clock, sleep=clock.sleep
+    )
 
 
 def test_server_round_trip_sends_rfc_8628_requests(

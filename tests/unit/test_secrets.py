@@ -80,7 +80,6 @@ def test_no_token_value_is_ever_rendered(
     client = OAuthClient(CLIENT_ID)
     with pytest.raises(TokenRejected) as rejected:
         client.refresh(TOKEN_ENDPOINT, server.issued[0]["refresh_token"])
-    client.close()
     errors.append(rejected.value)
 
     secrets = [DEVICE_CODE, OFFLINE]
