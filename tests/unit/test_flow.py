@@ -123,17 +123,18 @@ def test_stops_at_expires_in_without_polling_past_it(clock: FakeClock) -> None:
     with pytest.raises(DeviceCodeExpired) as caught:
         flow(fake, clock)
     assert caught.value.error == "expired_token"
-    assert fake.polls == [start + 5, start + 10, start + 15]
+    # Every interval, then once more just before expiry instead of giving up one interval early.
+    assert fake.polls == [start + 5, start + 10, start + 15, start + 16]
     assert clock() <= start + 17  # gave up without sleeping past the code's life
     assert "expired" in str(caught.value)
 
 
-def test_slow_down_near_the_end_gives_up_instead_of_sleeping_past_expiry(clock: FakeClock) -> None:
+def test_slow_down_near_the_end_polls_once_more_before_expiry_not_after(clock: FakeClock) -> None:
     start = clock()
     fake = FakeOAuth(clock, [SLOW_DOWN], interval=5, expires_in=12, last=PENDING)
     with pytest.raises(DeviceCodeExpired):
         flow(fake, clock)
-    assert fake.polls == [start + 5]
+    assert fake.polls == [start + 5, start + 11]
     assert clock() <= start + 12
 
 

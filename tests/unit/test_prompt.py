@@ -11,7 +11,7 @@ import webbrowser
 import pytest
 
 from deviceauth import DeviceCode
-from deviceauth._prompt import browser_usable, default_prompt, is_interactive, make_prompt
+from deviceauth._prompt import browser_usable, default_prompt, is_interactive, make_prompt, show_prompt
 
 CODE = DeviceCode(
     user_code="WDJB-MJHT",
@@ -83,7 +83,7 @@ def test_make_prompt_without_browser_is_the_prompt_itself() -> None:
         pass
 
     assert make_prompt(mine, open_browser=False) is mine
-    assert make_prompt(None, open_browser=False) is default_prompt
+    assert make_prompt(None, open_browser=False) is show_prompt
 
 
 def test_make_prompt_opens_the_complete_link_after_showing(monkeypatch: pytest.MonkeyPatch) -> None:
