@@ -259,7 +259,7 @@ def _waiter(
                     ticking = None
             if left <= _TIME_SLACK:
                 return
-            chunk = min(left, step)
+            chunk = min(left, step) if ticking is not None else left
             sleep(chunk)
             left -= chunk
 

@@ -97,13 +97,13 @@ def default_prompt(code: DeviceCode) -> None:
     show_prompt(code)
 
 
-def show_prompt(code: DeviceCode) -> WaitStatus:
-    """Show the prompt where the person is, and return what follows the wait."""
+def show_prompt(code: DeviceCode, stream: TextIO | None = None) -> WaitStatus:
+    """Show the prompt where the person is (``stream`` defaults to stderr), and return what follows the wait."""
     if in_jupyter():
         shown = _JupyterStatus.show(code)
         if shown is not None:
             return shown
-    stream = sys.stderr
+    stream = sys.stderr if stream is None else stream
     if _isatty(stream):
         return _TerminalStatus.show(stream, code)
     return _PlainStatus.show(stream, code)
