@@ -15,6 +15,7 @@ because the prompt writes it to a terminal, a notebook and ``webbrowser.open``:
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import re
@@ -118,6 +119,10 @@ class DeviceCode:
         if problem:
             raise ServerError(f"{source} has an unusable verification_uri ({problem})")
         assert isinstance(uri, str)
+        if _origin(uri)[0] == "http" and not _loopback(uri):
+            # Shown all the same (a proxy that forgot its https front is common), but the person
+            # should know their password would travel in clear.
+            log.warning("the server's verification page is plain http on a remote host; sign-in there is not encrypted")
         return cls(
             user_code=user_code,
             verification_uri=uri,
@@ -361,6 +366,16 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     scheme = parts.scheme.lower()
     port = parts.port or {"http": 80, "https": 443}.get(scheme)
     return scheme, (parts.hostname or "").lower(), port
+
+
+def _loopback(url: str) -> bool:
+    host = (urllib.parse.urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _carries_code(url: str, user_code: str) -> bool:

@@ -424,3 +424,21 @@ def test_default_prompt_keeps_its_once_only_contract(monkeypatch: pytest.MonkeyP
     assert default_prompt(dataclasses.replace(parse(), expires_at=1e12)) is None
     assert stream.getvalue().endswith("\n")  # no half-written live line left behind
     assert show_prompt(parse()) is not None
+
+
+@pytest.mark.parametrize(
+    ("uri", "warned"),
+    [
+        ("http://auth.example.org/device", True),
+        ("http://127.0.0.1:8080/device", False),
+        ("http://localhost:8080/device", False),
+        ("http://[::1]:8080/device", False),
+        (URI, False),
+    ],
+)
+def test_plain_http_verification_page_on_a_remote_host_is_shown_with_a_warning(
+    uri: str, warned: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    code = parse(verification_uri=uri, verification_uri_complete=None)
+    assert code.verification_uri == uri
+    assert ("not encrypted" in caplog.text) is warned
