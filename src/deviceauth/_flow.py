@@ -236,7 +236,9 @@ def _poll(
             if not exc.transient:
                 raise
             backoff = min(max(backoff * 2, interval), _MAX_BACKOFF)
-            log.warning("polling failed (%s); retrying in %.0f s", exc, backoff)
+            # INFO, not WARNING: logging's last-resort handler would write a warning into the
+            # middle of the prompt's live line; a retry is not yet a problem.
+            log.info("polling failed (%s); retrying in %.0f s", exc, backoff)
         if final:
             raise _expired()
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import html
 import importlib
+import logging
 import math
 import os
 import shutil
@@ -39,6 +40,8 @@ __all__ = [
     "qr_svg",
     "show_prompt",
 ]
+
+log = logging.getLogger("deviceauth.prompt")
 
 _OUTCOME: dict[str, str] = {
     "approved": "Signed in.",
@@ -100,7 +103,11 @@ def default_prompt(code: DeviceCode) -> None:
 def show_prompt(code: DeviceCode, stream: TextIO | None = None) -> WaitStatus:
     """Show the prompt where the person is (``stream`` defaults to stderr), and return what follows the wait."""
     if in_jupyter():
-        shown = _JupyterStatus.show(code)
+        try:
+            shown = _JupyterStatus.show(code)
+        except Exception:  # an odd front end: the text prompt on stderr still works
+            log.debug("the Jupyter display failed; showing the prompt on stderr", exc_info=True)
+            shown = None
         if shown is not None:
             return shown
     stream = sys.stderr if stream is None else stream
@@ -327,7 +334,10 @@ def qr_lines(url: str, *, color: bool = True) -> list[str] | None:
         import segno
     except ImportError:
         return None
-    qr = segno.make(url, error="l", micro=False)
+    try:
+        qr = segno.make(url, error="l", micro=False)
+    except Exception:  # segno.DataOverflowError and kin: no QR code rather than no prompt
+        return None
     rows = [[bool(dark) for dark in row] for row in qr.matrix_iter(border=2)]
     if len(rows) % 2:
         rows.append([False] * len(rows[0]))
@@ -347,7 +357,10 @@ def qr_svg(url: str) -> str | None:
         import segno
     except ImportError:
         return None
-    svg: str = segno.make(url, error="l", micro=False).svg_inline(scale=4, dark="#000", light="#fff")
+    try:
+        svg: str = segno.make(url, error="l", micro=False).svg_inline(scale=4, dark="#000", light="#fff")
+    except Exception:  # segno.DataOverflowError and kin
+        return None
     return svg
 
 

@@ -442,3 +442,29 @@ def test_plain_http_verification_page_on_a_remote_host_is_shown_with_a_warning(
     code = parse(verification_uri=uri, verification_uri_complete=None)
     assert code.verification_uri == uri
     assert ("not encrypted" in caplog.text) is warned
+
+
+def test_a_failing_notebook_display_falls_back_to_stderr(notebook: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(obj: Any, display_id: bool = False) -> None:
+        raise RuntimeError("no front end")
+
+    monkeypatch.setattr(sys.modules["IPython.display"], "display", broken)
+    stream = io.StringIO()
+    show_prompt(parse(), stream).done("approved")
+    assert f"enter the code {USER_CODE}" in stream.getvalue()
+    assert stream.getvalue().endswith("Signed in.\n")
+
+
+def test_a_link_segno_cannot_encode_gives_no_qr_code_and_no_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import segno
+
+    def overflow(*args: Any, **kwargs: Any) -> None:
+        raise segno.DataOverflowError("data too large")
+
+    monkeypatch.setattr(segno, "make", overflow)
+    stream = FakeTTY()
+    status = show_prompt(parse(), stream)
+    status.done("approved")
+    assert "QR" not in stream.getvalue()
+    assert f"enter the code {USER_CODE}" in stream.getvalue()
+    assert prompt_module.qr_svg(COMPLETE) is None
