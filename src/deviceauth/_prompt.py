@@ -101,8 +101,8 @@ def default_prompt(code: DeviceCode) -> None:
 
 
 def show_prompt(code: DeviceCode, stream: TextIO | None = None) -> WaitStatus:
-    """Show the prompt where the person is (``stream`` defaults to stderr), and return what follows the wait."""
-    if in_jupyter():
+    """Show the prompt where the person is (a notebook, else ``stream``: stderr), and return what follows the wait."""
+    if stream is None and in_jupyter():
         try:
             shown = _JupyterStatus.show(code)
         except Exception:  # an odd front end: the text prompt on stderr still works

@@ -450,7 +450,8 @@ def test_a_failing_notebook_display_falls_back_to_stderr(notebook: list[str], mo
 
     monkeypatch.setattr(sys.modules["IPython.display"], "display", broken)
     stream = io.StringIO()
-    show_prompt(parse(), stream).done("approved")
+    monkeypatch.setattr(sys, "stderr", stream)
+    show_prompt(parse()).done("approved")
     assert f"enter the code {USER_CODE}" in stream.getvalue()
     assert stream.getvalue().endswith("Signed in.\n")
 
