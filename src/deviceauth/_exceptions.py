@@ -145,3 +145,14 @@ class LockTimeout(DeviceAuthError, TimeoutError):
 
 class InsecureTransport(DeviceAuthError, ValueError):
     """Refused to send a token or credential over plain http to a remote host, or to an unsafe URL."""
+
+
+class AuthorizationPending(Exception):
+    """Internal, never raised to users: the person has not answered yet.
+
+    ``slow`` is true when the server asked us to poll more slowly (RFC 8628 ``slow_down``).
+    """
+
+    def __init__(self, slow: bool) -> None:
+        super().__init__("slow_down" if slow else "authorization_pending")
+        self.slow = slow

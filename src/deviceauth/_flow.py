@@ -25,8 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from ._exceptions import AccessDenied, DeviceCodeExpired, ServerError
-from ._oauth import AuthorizationPending, OAuthClient
+from ._exceptions import AccessDenied, AuthorizationPending, DeviceCodeExpired, ServerError
 
 __all__ = [
     "DEFAULT_EXPIRES_IN",
@@ -138,8 +137,18 @@ class DeviceCode:
         return self.verification_uri_complete or self.verification_uri
 
 
+class DeviceFlowClient(Protocol):
+    """The two exchanges a device login needs (``_oauth.OAuthClient`` is the real one)."""
+
+    def request_device_code(self, endpoint: str, scope: str | None) -> dict[str, Any]: ...
+
+    def poll(self, endpoint: str, device_code: str) -> dict[str, Any]:
+        """One token request; raises ``AuthorizationPending`` while the person has not answered."""
+        ...
+
+
 def run_device_flow(
-    client: OAuthClient,
+    client: DeviceFlowClient,
     device_endpoint: str,
     token_endpoint: str,
     scope: str | None,
@@ -196,7 +205,7 @@ def run_device_flow(
 
 
 def _poll(
-    client: OAuthClient,
+    client: DeviceFlowClient,
     endpoint: str,
     code: DeviceCode,
     clock: Callable[[], float],

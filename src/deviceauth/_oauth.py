@@ -21,18 +21,20 @@ from typing import Any, TypeVar
 import requests
 from authlib.integrations.requests_client import OAuth2Session, OAuthError
 
+from ._bounded import BoundedAdapter
 from ._exceptions import (
     AccessDenied,
     AuthorizationError,
+    AuthorizationPending,
     DeviceAuthError,
     DeviceCodeExpired,
     ServerError,
     TokenRejected,
 )
 from ._redact import redact, secret_forms
-from ._transport import BoundedAdapter, check_outbound, safe_origin
+from ._transport import check_outbound, safe_origin
 
-__all__ = ["AUTH_METHODS", "DEVICE_CODE_GRANT", "AuthorizationPending", "OAuthClient"]
+__all__ = ["AUTH_METHODS", "DEVICE_CODE_GRANT", "OAuthClient"]
 
 log = logging.getLogger("deviceauth.oauth")
 
@@ -47,14 +49,6 @@ _ACCEPT_ENCODING = "gzip, deflate"
 _NUMBERS = ("expires_in", "refresh_expires_in", "interval")
 _TOKEN_STRINGS = ("access_token", "refresh_token", "id_token", "token_type", "scope")
 _MAX_ERROR_CODE = 64
-
-
-class AuthorizationPending(Exception):
-    """Internal: the person has not answered yet (``slow`` when the server asked us to slow down)."""
-
-    def __init__(self, slow: bool) -> None:
-        super().__init__("slow_down" if slow else "authorization_pending")
-        self.slow = slow
 
 
 _TERMINAL: dict[str, tuple[type[AuthorizationError], str]] = {

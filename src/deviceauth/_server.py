@@ -17,7 +17,7 @@ from ._process import ProcessState
 from ._settings import Settings
 
 if TYPE_CHECKING:
-    from ._flow import DeviceCode
+    from ._flow import DeviceCode, WaitStatus
     from ._oauth import OAuthClient
     from ._token import Token
 
@@ -43,7 +43,7 @@ class ServerSide:
     def login(
         self,
         *,
-        show: Callable[[DeviceCode], None],
+        show: Callable[[DeviceCode], WaitStatus | None],
         clock: Callable[[], float],
         sleep: Callable[[float], None],
         on_started: Callable[[DeviceCode], None],

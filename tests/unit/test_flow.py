@@ -25,8 +25,9 @@ from deviceauth_fakes import (
 )
 
 from deviceauth import AccessDenied, AuthorizationError, DeviceCode, DeviceCodeExpired, ServerError
+from deviceauth._exceptions import AuthorizationPending
 from deviceauth._flow import WaitStatus, run_device_flow
-from deviceauth._oauth import AuthorizationPending, OAuthClient
+from deviceauth._oauth import OAuthClient
 
 PENDING = AuthorizationPending(slow=False)
 SLOW_DOWN = AuthorizationPending(slow=True)
@@ -311,11 +312,6 @@ def test_server_non_json_answer_is_retried(
     assert 1 < server.calls_to(TOKEN_ENDPOINT) < 40
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=requests.exceptions.ChunkedEncodingError,
-    reason="OAuthClient does not yet map a body cut short to a transient ServerError (the _oauth rewrite does)",
-)
 def test_server_body_cut_short_is_retried(
     mocked: responses.RequestsMock, server: FakeAuthServer, clock: FakeClock, shown: list[DeviceCode]
 ) -> None:
