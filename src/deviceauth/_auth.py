@@ -80,6 +80,8 @@ class DeviceAuth:
         issuer. Used when the store has nothing to refresh with; never prompts; never stored
         unless ``store_offline_token=True`` (do that when the server rotates offline tokens, so
         every process sees the newest one).
+    :param max_code_life: the longest a login waits for the person, in seconds (default 30 min),
+        whatever the server says its device code's life is; other processes wait that long too.
     :param clock: wall-clock seconds and ``sleep``: the time source, for tests that must not wait
         (not pickled: a worker process uses the real clock).
     """
@@ -105,6 +107,7 @@ class DeviceAuth:
         verify: bool | str = True,
         offline_token: str | None = None,
         store_offline_token: bool = False,
+        max_code_life: float | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -126,6 +129,7 @@ class DeviceAuth:
             endpoints=tuple((name, url) for name, url in endpoints.items() if url),
             offline_token=offline_token or _offline_token_from_env(issuer),
             store_offline_token=store_offline_token,
+            max_code_life=max_code_life,
         )
         if prompt is not None and not callable(prompt):
             raise TypeError("prompt must be a callable taking a DeviceCode")

@@ -144,3 +144,20 @@ def test_a_rejected_token_is_not_served_again_after_a_transient_failure(
     server.token_answers.append(oauth_error("server_error", status=503))
     with pytest.raises(ServerError):
         engine.replace_rejected(current.access_token, NON_INTERACTIVE)
+
+
+def test_a_device_code_the_server_says_lives_for_ever_is_cut_to_max_code_life(
+    server: FakeAuthServer, clock: FakeClock, cache_path: Path
+) -> None:
+    from deviceauth_fakes import make_auth
+
+    from deviceauth import DeviceCodeExpired
+
+    server.device(interval=5, expires_in=1e12)
+    server.token_answers.extend([oauth_error("authorization_pending")] * 200)
+    auth = make_auth(cache_path, clock, interactive=True, prompt=lambda code: None, max_code_life=300)
+    started = clock()
+    with pytest.raises(DeviceCodeExpired):
+        auth.get_token()
+    assert clock() - started <= 300
+    assert 50 <= len(server.token_requests) <= 61  # every 5 s for 300 s, never faster
