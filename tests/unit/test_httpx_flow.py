@@ -104,7 +104,7 @@ def _reading_transport(lib: Any, answer: Callable[[Any, bytes], Any]) -> Any:
     the request and would hide a flow that forgets to (the retry would then find the stream spent).
     """
 
-    class Transport(lib.BaseTransport, lib.AsyncBaseTransport):  # type: ignore[misc, name-defined]
+    class Transport(lib.BaseTransport, lib.AsyncBaseTransport):  # type: ignore[misc]
         def handle_request(self, request: Any) -> Any:
             return answer(request, b"".join(request.stream))
 
@@ -263,6 +263,15 @@ def test_a_cross_origin_redirect_drops_the_header(lib: Any, mode: str, target: s
     response = send(lib, mode, adapter(lib, source), api)
     assert response.status_code == 200
     assert [(s.url, s.authorization) for s in api.seen] == [(API_URL, "Bearer tok-1"), (target, None)]
+
+
+def test_a_redirect_back_from_another_origin_stays_without_the_header(lib: Any, mode: str) -> None:
+    source = FakeSource()
+    api = Api(lib, [(302, OTHER_ORIGIN_URL), (302, SAME_ORIGIN_URL), 401])
+    response = send(lib, mode, adapter(lib, source), api)
+    assert response.status_code == 401
+    assert api.authorizations == ["Bearer tok-1", None, None]
+    assert source.renewed == []
 
 
 def test_a_401_from_another_origin_is_not_retried(lib: Any, mode: str) -> None:
