@@ -74,6 +74,7 @@ class Seen:
     url: str
     authorization: str | None
     body: bytes
+    every_authorization: tuple[str, ...] = ()  # all Authorization headers, whatever their case
 
 
 class Api:
@@ -86,7 +87,9 @@ class Api:
         self.transport = _reading_transport(lib, self.answer)
 
     def answer(self, request: Any, body: bytes) -> Any:
-        self.seen.append(Seen(str(request.url), request.headers.get("Authorization"), body))
+        authorization = request.headers.get("Authorization")
+        every = tuple(request.headers.get_list("Authorization"))
+        self.seen.append(Seen(str(request.url), authorization, body, every))
         assert self.script, f"unexpected request #{len(self.seen)} to {request.url}"
         item = self.script.pop(0)
         status, location = (item, None) if isinstance(item, int) else item
@@ -174,6 +177,13 @@ def test_a_second_401_is_returned_as_is(lib: Any, mode: str) -> None:
     assert response.status_code == 401
     assert api.authorizations == ["Bearer tok-1", "Bearer tok-2"]
     assert source.renewed == ["tok-1"]
+
+
+@pytest.mark.parametrize("name", ["authorization", "AUTHORIZATION"])
+def test_the_token_replaces_the_callers_authorization_header(lib: Any, mode: str, name: str) -> None:
+    api = Api(lib, [200])
+    send(lib, mode, adapter(lib, FakeSource()), api, body=lambda: {"headers": {name: "Basic dXNlcjpwYXNz"}})
+    assert [seen.every_authorization for seen in api.seen] == [("Bearer tok-1",)]
 
 
 def test_other_statuses_are_not_retried(lib: Any, mode: str) -> None:
