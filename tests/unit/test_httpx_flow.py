@@ -21,7 +21,7 @@ import httpx
 import httpx2
 import pytest
 import responses
-from deviceauth_fakes import CLIENT_ID, ISSUER, FakeAuthServer, FakeClock, make_token, metadata, write_cache
+from deviceauth_fakes import CLIENT_ID, ISSUER, FakeAuthServer, FakeClock, make_auth, make_token, metadata, write_cache
 from source_fakes import FakeSource
 
 from deviceauth import DeviceAuth, InsecureTransport, Token
@@ -381,7 +381,7 @@ def cached(clock: FakeClock, cache_path: Path) -> Token:
 @pytest.fixture
 def device_auth(cache_path: Path, clock: FakeClock, cached: Token, monkeypatch: pytest.MonkeyPatch) -> DeviceAuth:
     monkeypatch.delenv("DEVICEAUTH_OFFLINE_TOKEN", raising=False)
-    return DeviceAuth(ISSUER, CLIENT_ID, cache=cache_path, interactive=False, clock=clock, sleep=clock.sleep)
+    return make_auth(cache_path, clock)
 
 
 def test_device_auth_adapter_sends_the_cached_token(

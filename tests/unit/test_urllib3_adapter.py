@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import responses
 import urllib3
-from deviceauth_fakes import CLIENT_ID, ISSUER, FakeAuthServer, FakeClock, make_token, metadata, write_cache
+from deviceauth_fakes import CLIENT_ID, ISSUER, FakeAuthServer, FakeClock, make_auth, make_token, metadata, write_cache
 from source_fakes import FakeSource
 
 from deviceauth import DeviceAuth, InsecureTransport, Token
@@ -484,7 +484,7 @@ def cached(clock: FakeClock, cache_path: Path) -> Token:
 @pytest.fixture
 def device_auth(cache_path: Path, clock: FakeClock, cached: Token, monkeypatch: pytest.MonkeyPatch) -> DeviceAuth:
     monkeypatch.delenv("DEVICEAUTH_OFFLINE_TOKEN", raising=False)
-    return DeviceAuth(ISSUER, CLIENT_ID, cache=cache_path, interactive=False, clock=clock, sleep=clock.sleep)
+    return make_auth(cache_path, clock)
 
 
 def test_device_auth_pool_manager_sends_the_cached_token(
