@@ -190,11 +190,6 @@ def test_keeps_the_callers_and_the_pools_headers(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: _with_token copies the headers into a plain dict, so a caller's 'authorization' "
-    "(any other case) stays beside our 'Authorization' and both are sent",
-)
 @pytest.mark.parametrize("name", ["authorization", "AUTHORIZATION"])
 def test_the_token_replaces_the_callers_authorization_header(
     pool: Callable[..., PoolManager], origins: Origins, script: Script, name: str
@@ -384,11 +379,6 @@ def test_redirect_false_returns_the_redirect(
     assert script.authorizations == ["Bearer tok-1"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a hop to another origin keeps our token when the caller's Retry does not strip "
-    "Authorization (PoolManager relies on urllib3's remove_headers_on_redirect)",
-)
 def test_a_hop_to_another_origin_gets_no_token_whatever_the_retry_policy(
     pool: Callable[..., PoolManager], origins: Origins, script: Script
 ) -> None:
@@ -398,11 +388,6 @@ def test_a_hop_to_another_origin_gets_no_token_whatever_the_retry_policy(
     assert script.authorizations == ["Bearer tok-1", None]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: after a hop to another origin, a redirect back to the first origin gets the token "
-    "again (another origin chooses where our token goes; requests and httpx keep it dropped)",
-)
 def test_a_redirect_back_from_another_origin_gets_no_token(
     pool: Callable[..., PoolManager], origins: Origins, script: Script
 ) -> None:
@@ -416,11 +401,6 @@ def test_a_redirect_back_from_another_origin_gets_no_token(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: every same-origin hop runs its own 401 retry and the outermost call retries again: "
-    "renew is called 3 times (tok-1, tok-2, tok-1) and a third token is fetched for one call",
-)
 def test_a_401_after_a_same_origin_redirect_renews_once(
     pool: Callable[..., PoolManager], origins: Origins, script: Script
 ) -> None:
