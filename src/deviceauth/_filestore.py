@@ -86,6 +86,16 @@ class FileStore:
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, lock_timeout: float | None = None) -> None:
         self.path = Path(os.path.abspath(Path(path).expanduser() if path is not None else default_cache_path()))
+        if "\0" in str(self.path):
+            raise ValueError("the cache path contains a NUL character")
+        if lock_timeout is not None and (
+            isinstance(lock_timeout, bool)
+            or not isinstance(lock_timeout, int | float)
+            or not math.isfinite(lock_timeout)
+            or lock_timeout < 0
+        ):
+            # NaN would never reach the deadline: every wait would be endless.
+            raise ValueError(f"lock_timeout must be a finite number of seconds >= 0, not {lock_timeout!r}")
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.login_marker_path = self.path.with_name(self.path.name + ".login")
         self.lock_timeout = DEFAULT_LOCK_TIMEOUT if lock_timeout is None else lock_timeout

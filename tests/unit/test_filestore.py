@@ -407,6 +407,17 @@ def test_a_relative_path_is_made_absolute(tmp_path: Path, monkeypatch: pytest.Mo
     assert (tmp_path / "sub" / ".tokens.json").is_file()
 
 
+@pytest.mark.parametrize("lock_timeout", [float("nan"), float("inf"), -1, "5", True])
+def test_an_unusable_lock_timeout_is_refused_at_construction(cache_path: Path, lock_timeout: Any) -> None:
+    with pytest.raises(ValueError, match="lock_timeout"):
+        FileStore(cache_path, lock_timeout=lock_timeout)
+
+
+def test_a_cache_path_with_a_nul_is_refused_at_construction(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="NUL"):
+        FileStore(str(tmp_path / "a\0b.json"))
+
+
 def test_version_changes_on_every_write(store: FileStore) -> None:
     assert store.version() is None
     put(store, ALICE, token())
@@ -684,20 +695,36 @@ def run_on_read_only_directory(directory: Path, *args: str) -> dict[str, Any]:
     return outcome
 
 
-@pytest.mark.parametrize("existing", [True, False], ids=["existing cache", "empty directory"])
-def test_a_read_only_directory_makes_writes_a_cache_error(store: FileStore, existing: bool) -> None:
+@pytest.mark.parametrize("case", ["existing cache", "empty directory", "linked cache", "linked corrupt cache"])
+def test_a_read_only_directory_makes_writes_a_cache_error(store: FileStore, tmp_path: Path, case: str) -> None:
     first = token()
-    if existing:
+    read_only = store.path.parent
+    if case == "empty directory":
+        read_only.mkdir(parents=True)
+    elif case == "existing cache":
         put(store, ALICE, first)
     else:
+        # The lock beside the link stays writable: the write itself (or the set-aside) fails.
+        read_only = tmp_path / "mounted"
+        put(FileStore(read_only / "tokens.json"), ALICE, first)
+        if case == "linked corrupt cache":
+            (read_only / "tokens.json").write_text("{corrupt")
         store.path.parent.mkdir(parents=True)
-    before = sorted(p.name for p in store.path.parent.iterdir())
-    outcome = run_on_read_only_directory(store.path.parent, str(store.path), json.dumps(list(vars_of(ALICE))))
-    assert outcome["read"] == (first.access_token if existing else None)  # reading still works
+        store.path.symlink_to(read_only / "tokens.json")
+    before = sorted(p.name for p in read_only.iterdir())
+    outcome = run_on_read_only_directory(read_only, str(store.path), json.dumps(list(vars_of(ALICE))))
+    expected = {
+        "existing cache": ("cannot take the lock", first),
+        "empty directory": ("cannot take the lock", None),
+        "linked cache": ("cannot write the token cache", first),
+        "linked corrupt cache": ("cannot be moved aside", None),
+    }[case]
     assert outcome["write"].startswith("CacheError: "), outcome["write"]
-    assert str(store.path) in outcome["write"] or str(store.lock_path) in outcome["write"]
-    assert sorted(p.name for p in store.path.parent.iterdir()) == before
-    assert store.read(ALICE) == (first if existing else None)
+    assert expected[0] in outcome["write"]
+    assert "Read-only file system" in outcome["write"] or "ermission denied" in outcome["write"]
+    assert outcome["read"] == (expected[1].access_token if expected[1] else None)  # reading still works
+    assert sorted(p.name for p in read_only.iterdir()) == before
+    assert store.read(ALICE) == expected[1]
 
 
 def vars_of(identity: Identity) -> tuple[str, str, str | None]:
