@@ -11,7 +11,7 @@ without blocking, a lock path that is not a regular file is refused, an oversize
 nested or otherwise unreadable cache is set aside and reported, and a malformed entry is
 ignored. A cache path that is a symlink is followed: the target is replaced atomically and
 the link stays, so a cache kept elsewhere (a dotfiles repository, a mounted secret) is not
-silently forked into a second copy.
+silently forked into a second copy; a link another user planted is refused, not followed.
 
 The JSON layout lives here and nowhere else::
 

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import pickle
+import random
 import socket
 import stat
 import subprocess
@@ -29,7 +30,7 @@ from deviceauth import CacheError, DeviceAuthError, LockTimeout, _filestore
 from deviceauth._filestore import FileStore, default_cache_path
 from deviceauth._settings import Identity
 from deviceauth._store import LoginInProgress, StaleWrite, TokenStore, Written
-from deviceauth._token import Token
+from deviceauth._token import Token, valid_token_text
 
 ALICE = Identity(ISSUER, CLIENT_ID, None)
 BOB = Identity(ISSUER, "other-client", "openid")
@@ -1084,3 +1085,111 @@ def test_creating_or_unpickling_a_file_store_does_no_file_io(
     existing = tmp_path / "existing.json"
     put(FileStore(existing), ALICE, token())
     assert "open" in file_events(lambda: FileStore(existing).read(ALICE))  # the hook does see file access
+
+
+# -- random hostile caches: the only outcomes are a token, nothing, or a CacheError ----------------
+
+_HOSTILE_LEAVES: tuple[object, ...] = (
+    None,
+    True,
+    0,
+    -1,
+    2**63,
+    10**400,
+    1e308,
+    -1e308,
+    0.5,
+    "",
+    "abc",
+    "\x1b[31m\r\n",
+    "x" * 70_000,
+    "1e400",
+    "NaN",
+)
+_RAW_NUMBERS = ("1e400", "-1e400", "NaN", "Infinity", "1" * 5000)
+
+
+def _hostile_value(rng: random.Random, depth: int = 0) -> object:
+    roll = rng.random()
+    if depth >= 4 or roll < 0.5:
+        return rng.choice(_HOSTILE_LEAVES)
+    if roll < 0.75:
+        return [_hostile_value(rng, depth + 1) for _ in range(rng.randrange(3))]
+    keys = ["access_token", "expires_at", "refresh_token", "token", "issuer", "metadata", "version", "k"]
+    return {rng.choice(keys): _hostile_value(rng, depth + 1) for _ in range(rng.randrange(3))}
+
+
+def _containers(value: object) -> list[dict[str, Any] | list[Any]]:
+    found: list[dict[str, Any] | list[Any]] = []
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            found.append(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            found.append(item)
+            pending.extend(item)
+    return found
+
+
+def _hostile_cache(rng: random.Random, valid: dict[str, Any]) -> bytes:
+    data = json.loads(json.dumps(valid))
+    for _ in range(rng.randrange(1, 4)):
+        target = rng.choice(_containers(data))
+        if isinstance(target, dict) and target:
+            target[rng.choice(list(target))] = _hostile_value(rng)
+        elif isinstance(target, list) and target:
+            target[rng.randrange(len(target))] = _hostile_value(rng)
+    text = json.dumps(data)
+    for raw in _RAW_NUMBERS:  # literals json.dumps would never write
+        if rng.random() < 0.2:
+            text = text.replace('"' + raw[:20] + '"', raw, 1)
+    content = bytearray(text.encode())
+    if rng.random() < 0.3:  # and some byte-level damage
+        for _ in range(rng.randrange(1, 4)):
+            position = rng.randrange(len(content))
+            content[position : position + rng.randrange(3)] = bytes([rng.randrange(256)])
+    return bytes(content)
+
+
+def _check_token(found: Token | None) -> None:
+    if found is not None:
+        assert valid_token_text(found.access_token)
+        assert found.refresh_token is None or valid_token_text(found.refresh_token)
+        # finite, and a time datetime can show (up to the year 9999), or the CLI's status breaks
+        assert all(
+            0 <= t < 253_402_300_800 for t in (found.expires_at, found.obtained_at, found.refresh_expires_at or 0)
+        )
+
+
+@pytest.mark.timeout(60)
+def test_random_hostile_caches_give_a_token_nothing_or_a_cache_error(
+    store: FileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    put(store, ALICE, token(), metadata=metadata())
+    put(store, BOB, token())
+    valid = read_cache(store.path)
+    monkeypatch.setattr(os, "fsync", lambda fd: None)  # durability is not what this test is about
+    rng = random.Random(7)  # fixed: a failure reproduces
+    outcomes: dict[str, int] = {"token": 0, "nothing": 0, "refused": 0}
+    refusals: set[str] = set()
+    for _ in range(300):
+        plant(store.path, _hostile_cache(rng, valid))
+        for identity in (ALICE, BOB):
+            try:
+                found = store.read(identity)
+                _check_token(found)
+                for record in store.records():
+                    _check_token(record.token)
+                assert store.metadata(ISSUER) is None or isinstance(store.metadata(ISSUER), dict)
+                put(store, identity, token())
+            except CacheError as exc:
+                outcomes["refused"] += 1
+                refusals.add(str(exc).split(",")[0])
+            else:
+                outcomes["token" if found else "nothing"] += 1
+        for aside in set_aside(store):
+            aside.unlink()
+    assert min(outcomes.values()) > 0, outcomes  # the generator reaches every outcome
+    assert all("format version" in refusal for refusal in refusals), refusals
