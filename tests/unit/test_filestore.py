@@ -1,7 +1,7 @@
 """``FileStore``: private atomic writes, corrupt files set aside, bounded lock waits, login markers, hostile files.
 
 Every test goes through the ``TokenStore`` calls; the raw JSON is read only to check the file
-format itself, and written only to plant a hostile file.
+format itself or as the base of a planted hostile file.
 """
 
 from __future__ import annotations
