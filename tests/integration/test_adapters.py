@@ -454,7 +454,9 @@ def test_200_tasks_across_an_expiry_refresh_once_then_a_second_event_loop_works(
     assert len(first) == 1
 
     second = asyncio.run(burst(5))  # a new event loop: no loop-bound state was kept
-    assert second == first
+    # The same token, or (on a loaded machine, if the first burst outlived it) one more refresh.
+    assert len(second) == 1
+    assert second == first or server.stats()["token"] == {REFRESH_GRANT: 2}
     assert server.stats()["api"]["ok"] == 205
     assert len(approver.codes) == 1
     print(f"\n200 concurrent tasks across an expiry: {burst_seconds:.2f} s")
