@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import functools
 import os
@@ -36,6 +37,7 @@ import _common
 
 TOKEN = "bench-" + "t" * 40  # made up, for a local server
 CLIENT_ID = "bench-client"
+POOL_CONNECTIONS = 100  # HTTPX's and httpx2's default max_connections (printed from the libraries below)
 
 
 # -- the server (child process) ----------------------------------------------------------------
@@ -77,16 +79,34 @@ def start_server() -> tuple[subprocess.Popen[str], str]:
 # -- the token, through the store's own API ------------------------------------------------------
 
 
-def make_store(directory: Path, issuer: str) -> Any:
+@dataclass(frozen=True)
+class Target:
+    """Where the bursts go and the identity whose token they carry."""
+
+    api: str  # requests go to f"{api}/t{i}"
+    issuer: str
+    client_id: str
+    scope: str | None
+    token: str
+
+
+def make_store(directory: Path, target: Target) -> Any:
+    """A FileStore holding a fresh token for the target's identity, written with the store's own API."""
     from deviceauth import Token
     from deviceauth.store import FileStore, Identity
 
     store = FileStore(directory / ".tokens.json")
     now = time.time()
-    token = Token(access_token=TOKEN, expires_at=now + 3600, obtained_at=now, refresh_token="bench-refresh")
-    with store.transaction(Identity(issuer, CLIENT_ID, None)) as txn:
+    token = Token(access_token=target.token, expires_at=now + 3600, obtained_at=now, refresh_token="bench-refresh")
+    with store.transaction(Identity(target.issuer, target.client_id, target.scope)) as txn:
         txn.put(token, replacing=None)  # type: ignore[union-attr]
     return store
+
+
+def make_auth(target: Target, store: Any) -> Any:
+    from deviceauth import DeviceAuth
+
+    return DeviceAuth(target.issuer, target.client_id, scope=target.scope, cache=store, interactive=False)
 
 
 class CountingSource:
@@ -123,9 +143,9 @@ class Config:
     seconds: list[float] = field(default_factory=list)
 
 
-async def burst(client: Any, url: str, tasks: int) -> float:
+async def burst(client: Any, api: str, tasks: int) -> float:
     started = time.perf_counter()
-    responses = await asyncio.gather(*(client.get(f"{url}/item/{i}") for i in range(tasks)))
+    responses = await asyncio.gather(*(client.get(f"{api}/t{i}") for i in range(tasks)))
     elapsed = time.perf_counter() - started
     statuses = {r.status_code for r in responses}
     if statuses != {200}:
@@ -133,11 +153,11 @@ async def burst(client: Any, url: str, tasks: int) -> float:
     return elapsed
 
 
-def configs(auth: Any, limits_note: list[str]) -> list[Config]:
+def configs(auth: Any, token: str, limits_note: list[str]) -> list[Config]:
     import httpx
     import httpx2
 
-    static = {"Authorization": f"Bearer {TOKEN}"}
+    static = {"Authorization": f"Bearer {token}"}
     rows = []
     for lib, ours in ((httpx, auth.httpx), (httpx2, auth.httpx2)):
         name = lib.__name__
@@ -197,43 +217,55 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=200, help="concurrent tasks per burst")
     parser.add_argument("--bursts", type=int, default=3, help="bursts per row (one client per row)")
+    parser.add_argument(
+        "--server",
+        choices=["local", "node"],
+        default="local",
+        help="local: the asyncio server here (default); node: the oidc-provider test server's /api (needs Node)",
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         asyncio.run(_serve())
         return 0
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-burst-")))
+        if args.server == "local":
+            child, url = start_server()
+            stack.callback(child.wait, timeout=10)
+            stack.callback(child.terminate)
+            target = Target(f"{url}/api", url, CLIENT_ID, None, TOKEN)
+            auth = make_auth(target, make_store(tmp, target))
+            server_note = "server: asyncio HTTP/1.1 keep-alive in a child process on 127.0.0.1, backlog 1024"
+        else:
+            from oidc_server import OidcServer
 
-    from deviceauth import DeviceAuth
-    from deviceauth.httpx import HttpxAuth
-    from deviceauth.httpx2 import Httpx2Auth
-
-    child, url = start_server()
-    limits_note: list[str] = []
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-burst-") as tmp:
-            store = make_store(Path(tmp), url)
-            auth = DeviceAuth(url, CLIENT_ID, cache=store, interactive=False)
-            auth.get_token()  # in memory from now on: every timed burst is warm
-            rows = configs(auth, limits_note)
-            _common.print_environment(
-                "async bursts: HTTPX vs httpx2 (bench_async_burst.py)",
-                [
-                    f"{args.tasks} tasks per burst (asyncio.gather of client.get), {args.bursts} bursts per row, "
-                    "one AsyncClient per row for all its bursts, rows round robin",
-                    "server: asyncio HTTP/1.1 keep-alive in a child process on 127.0.0.1, backlog 1024",
-                    "deviceauth rows are warm (token in memory); 'static' rows send the same header without auth=",
-                    *limits_note,
-                ],
-            )
-            asyncio.run(run_bursts(rows, url, args.tasks, args.bursts))
-            print_bursts(rows)
-            print()
-            print_our_share(auth, url, args.tasks, Path(tmp), HttpxAuth, Httpx2Auth)
-            print()
-            print_profiles(rows, url, args.tasks)
-    finally:
-        child.terminate()
-        child.wait(timeout=10)
+            server = stack.enter_context(OidcServer(mode="keycloak", access_ttl=3600))
+            auth = _common.make_auth(server, tmp / "login" / ".tokens.json")
+            token = auth.get_token()  # one device login, approved in code
+            target = Target(server.api_url("").rstrip("/"), server.issuer, _common.CLIENT_ID, _common.SCOPE, token)
+            server_note = "server: the oidc-provider test server (Node) on 127.0.0.1, its /api echo endpoint"
+        auth.get_token()  # in memory from now on: every timed burst is warm
+        limits_note: list[str] = []
+        rows = configs(auth, target.token, limits_note)
+        _common.print_environment(
+            "async bursts: HTTPX vs httpx2 (bench_async_burst.py)",
+            [
+                f"{args.tasks} tasks per burst (asyncio.gather of client.get), {args.bursts} bursts per row, "
+                "one AsyncClient per row for all its bursts, rows round robin",
+                server_note,
+                "deviceauth rows are warm (token in memory); 'static' rows send the same header without auth=",
+                *limits_note,
+            ],
+        )
+        asyncio.run(run_bursts(rows, target.api, args.tasks, args.bursts))
+        print_bursts(rows)
+        print()
+        print_our_share(auth, target, args.tasks, tmp)
+        print()
+        print_profiles(rows, target.api, args.tasks)
+        print()
+        print_queue_control(target, args.tasks, args.bursts)
     return 0
 
 
@@ -260,23 +292,24 @@ def print_bursts(rows: list[Config]) -> None:
     _common.print_table(headers, table, align_left=2)
 
 
-def print_our_share(auth: Any, url: str, tasks: int, tmp: Path, httpx_auth: Any, httpx2_auth: Any) -> None:
+def print_our_share(auth: Any, target: Target, tasks: int, tmp: Path) -> None:
     """How often our flow left the loop: warm (token in memory) and cold (a new store location)."""
     import httpx
     import httpx2
 
-    from deviceauth import DeviceAuth
+    from deviceauth.httpx import HttpxAuth
+    from deviceauth.httpx2 import Httpx2Auth
 
     table = []
-    for lib, flow in ((httpx, httpx_auth), (httpx2, httpx2_auth)):
+    for lib, flow in ((httpx, HttpxAuth), (httpx2, Httpx2Auth)):
         warm = CountingSource(auth)
-        seconds = asyncio.run(one_burst(functools.partial(lib.AsyncClient, auth=flow(warm)), url, tasks))
+        seconds = asyncio.run(one_burst(functools.partial(lib.AsyncClient, auth=flow(warm)), target.api, tasks))
         table.append([lib.__name__, "warm: token in memory", f"{seconds:.2f}", *warm.calls.values()])
         # Cold: a new store location has its own in-memory state, so the first burst reads the store.
         cold_dir = tmp / f"cold-{lib.__name__}"
         cold_dir.mkdir()
-        cold = CountingSource(DeviceAuth(url, CLIENT_ID, cache=make_store(cold_dir, url), interactive=False))
-        seconds = asyncio.run(one_burst(functools.partial(lib.AsyncClient, auth=flow(cold)), url, tasks))
+        cold = CountingSource(make_auth(target, make_store(cold_dir, target)))
+        seconds = asyncio.run(one_burst(functools.partial(lib.AsyncClient, auth=flow(cold)), target.api, tasks))
         table.append([lib.__name__, "cold: token only in the store", f"{seconds:.2f}", *cold.calls.values()])
     headers = [
         "library",
@@ -306,6 +339,42 @@ def print_profiles(rows: list[Config], url: str, tasks: int) -> None:
         "profiled s",
         "in the pool's _assign_requests_to_connections (cumulative)",
         "in deviceauth's own code (own time)",
+    ]
+    _common.print_table(headers, table, align_left=2)
+
+
+def print_queue_control(target: Target, tasks: int, bursts: int) -> None:
+    """The same static-header burst below and above the pool's 100 connections: does the gap need a queue?"""
+    import httpx
+    import httpx2
+
+    static = {"Authorization": f"Bearer {target.token}"}
+    sizes = (tasks // 4, tasks)
+    seconds: dict[tuple[str, int], list[float]] = {}
+
+    async def run() -> None:
+        for _ in range(bursts):
+            for lib in (httpx, httpx2):
+                for n in sizes:
+                    async with lib.AsyncClient(headers=static) as client:
+                        seconds.setdefault((lib.__name__, n), []).append(await burst(client, target.api, n))
+
+    asyncio.run(run())
+    table = []
+    for n in sizes:
+        a, b = _common.median(seconds[("httpx", n)]), _common.median(seconds[("httpx2", n)])
+        queued = "yes" if n > POOL_CONNECTIONS else "no"
+        table.append(
+            [str(n), queued, f"{a:.2f}", f"{b:.2f}", f"{a / b:.2f}x", f"{a / n * 1000:.1f}", f"{b / n * 1000:.1f}"]
+        )
+    headers = [
+        "tasks (static header, new client per burst)",
+        f"queued beyond {POOL_CONNECTIONS} connections",
+        "httpx median s",
+        "httpx2 median s",
+        "httpx / httpx2",
+        "httpx ms per task",
+        "httpx2 ms per task",
     ]
     _common.print_table(headers, table, align_left=2)
 
