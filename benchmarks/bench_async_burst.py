@@ -1,18 +1,21 @@
 """Bursts of concurrent async requests: HTTPX vs httpx2, with deviceauth and with a static header.
 
-Run: .venv/bin/python benchmarks/bench_async_burst.py [--tasks 200] [--bursts 3]
+Run: .venv/bin/python benchmarks/bench_async_burst.py [--tasks 200] [--bursts 3] [--server local|node]
 
 Issue 8 reported three bursts of 200 async tasks taking 1.6-2.1 s each with HTTPX but 0.3-0.4 s
 with httpx2 against the same server. This script separates our share from the libraries': every
 library runs the same burst with ``auth=auth.httpx``/``auth.httpx2`` (our flow: ``fresh_token()``
 on the loop, a worker thread only when the token is not fresh in memory) and with a static
-``Authorization`` header (no auth flow at all), against one local server. A counting token source
-shows how often our flow left the event loop, and a profiled burst shows where the time went.
+``Authorization`` header (no auth flow at all), against one server. A counting token source shows
+how often our flow left the event loop, a profiled burst shows where the time went, and a control
+runs the static burst below and above the pools' 100 connections.
 
-The server runs in a child process (so it does not share this process's GIL or event loop): a
-small asyncio HTTP/1.1 server with keep-alive and a listen backlog of 1024 that answers 200 to the
-expected bearer token and 401 to anything else. Needs no Node and no OAuth server: the token is put
-in a temporary ``FileStore`` with the store's own API. Reports, never gates.
+The default server runs in a child process (so it does not share this process's GIL or event
+loop): a small asyncio HTTP/1.1 server with keep-alive and a listen backlog of 1024 that answers 200
+to the expected bearer token and 401 to anything else; the token is put in a temporary ``FileStore``
+with the store's own API, so no Node and no OAuth server are needed. ``--server node`` uses the
+oidc-provider test server's ``/api`` instead (one device login, approved in code), as the original
+report did. Reports, never gates.
 """
 
 from __future__ import annotations
