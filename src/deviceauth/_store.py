@@ -28,7 +28,6 @@ serves many hosts. A store pickles as the way to reopen it.
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -81,6 +80,8 @@ class LoginInProgress:
     def alive(self, now: float) -> bool:
         if now >= self.expires_at:
             return False
+        import socket
+
         if self.host != socket.gethostname():
             return True  # another host: trust the expiry (its lock expires if it died)
         try:
@@ -97,6 +98,8 @@ class LoginInProgress:
 
     @classmethod
     def here(cls, expires_at: float) -> LoginInProgress:
+        import socket
+
         return cls(pid=os.getpid(), host=socket.gethostname(), expires_at=expires_at)
 
     def to_json(self) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 from collections.abc import Mapping
@@ -31,6 +30,8 @@ MAX_TOKEN_LENGTH = 64 * 1024
 
 def fingerprint(secret: str) -> str:
     """A short, stable, non-reversible name for a token, safe to log."""
+    import hashlib  # loaded once, on the first log line or redaction that needs it
+
     return hashlib.sha256(secret.encode()).hexdigest()[:10]
 
 
