@@ -12,6 +12,7 @@ whose text has no secret in it.
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import math
@@ -47,6 +48,8 @@ _ACCEPT_ENCODING = "gzip, deflate"
 _NUMBERS = ("expires_in", "refresh_expires_in", "interval")
 _TOKEN_STRINGS = ("access_token", "refresh_token", "id_token", "token_type", "scope")
 _MAX_ERROR_CODE = 64
+_REMEMBERED_SECRETS = 32
+_SECRET_FIELDS = ("access_token", "refresh_token", "id_token", "device_code")
 
 
 class AuthorizationPending(Exception):
@@ -98,6 +101,9 @@ class OAuthClient:
         self._client_id = client_id
         self._secret = client_secret
         self._method = method
+        # Secrets this client sent or received lately: a server may echo any of them, not only the
+        # one the current exchange carries (a poll's error text quoting an earlier refresh token).
+        self._seen: collections.deque[str] = collections.deque(maxlen=_REMEMBERED_SECRETS)
         self._session = OAuth2Session(
             client_id=client_id,
             client_secret=client_secret,
@@ -152,7 +158,9 @@ class OAuthClient:
                 raise OAuthError(error=body["error"], description=body.get("error_description"))
             return _checked_device_response(body, endpoint)
 
-        return self._exchange(endpoint, (), send)
+        body = self._exchange(endpoint, (), send)
+        self._remember(body)
+        return body
 
     def poll(self, endpoint: str, device_code: str) -> dict[str, Any]:
         """One token request for the device code; raises ``AuthorizationPending`` while undecided."""
@@ -199,7 +207,7 @@ class OAuthClient:
             status = response.status_code
             if not 200 <= status < 300:
                 code = _error_code(response)
-                detail = f" ({redact(code, self._secrets(token), limit=_MAX_ERROR_CODE)})" if code else ""
+                detail = f" ({redact(code, self._secrets(), limit=_MAX_ERROR_CODE)})" if code else ""
                 raise ServerError(
                     f"the revocation endpoint {safe_origin(endpoint)} answered HTTP {status}{detail}; "
                     "the token may still be valid at the server",
@@ -218,17 +226,21 @@ class OAuthClient:
         finally:
             # Authlib keeps the last token on the session; we keep tokens ourselves.
             self._session.token = None
+        self._remember(token)
         return dict(token)
 
     def _exchange(self, endpoint: str, secrets: Iterable[str], send: Callable[[], _T], *, polling: bool = False) -> _T:
         check_outbound(endpoint)
+        for secret in secrets:
+            if secret and secret not in self._seen:
+                self._seen.append(secret)
         try:
             return send()
         except DeviceAuthError:
             raise
         except OAuthError as exc:
             # ``from None``: Authlib's own message carries the server's text, unredacted.
-            raise _oauth_error(exc.error, exc.description, self._secrets(*secrets), polling) from None
+            raise _oauth_error(exc.error, exc.description, self._secrets(), polling) from None
         except requests.HTTPError as exc:
             status = exc.response.status_code if exc.response is not None else 0
             raise ServerError(
@@ -245,7 +257,13 @@ class OAuthClient:
             ) from exc
 
     def _secrets(self, *secrets: str | None) -> list[str]:
-        return secret_forms([*secrets, self._secret], client_id=self._client_id)
+        return secret_forms([*secrets, *self._seen, self._secret], client_id=self._client_id)
+
+    def _remember(self, answer: Any) -> None:
+        for name in _SECRET_FIELDS:
+            value = answer.get(name)
+            if isinstance(value, str) and value and value not in self._seen:
+                self._seen.append(value)
 
 
 def _oauth_error(error: Any, description: Any, secrets: list[str], polling: bool) -> Exception:
