@@ -41,6 +41,9 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Whitespace, controls, DEL and backslash: characters on which URL parsers (and browsers) disagree.
 _UNSAFE = re.compile(r"[\x00-\x20\x7f\\]")
 # host[:port] with nothing else: no userinfo (``@``), no percent-escapes, no IDN (ASCII only).
+# Exact "scheme://authority" prefixes (as spelled) that passed, for the fast path.
+_verified: dict[str, str] = {}
+_MAX_VERIFIED = 256
 _AUTHORITY = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::[0-9]{1,5})?")
 
 
@@ -50,12 +53,23 @@ def check_outbound(url: object) -> str:
     Allowed: https to any host; http only to a loopback host (local development servers).
     Refused: any other scheme, userinfo, whitespace, control characters, backslashes, non-ASCII
     hosts, and any URL that ``urllib.parse`` and urllib3 (which requests uses) read differently.
-    The checks are cached per origin, so an API call pays a few string operations.
     """
+    # The per-request cost of every API call: a URL whose exact ``scheme://authority`` prefix
+    # already passed needs only a scan of its characters.
+    if type(url) is str:
+        cut = url.find("/", 8)
+        if cut > 0:
+            origin = _verified.get(url[:cut])
+            if origin is not None and url.isprintable() and " " not in url and "\\" not in url:
+                return origin
+    return _check(url)
+
+
+def _check(url: object) -> str:
     if not isinstance(url, str) or _UNSAFE.search(url):
         raise InsecureTransport(
-            f"refusing to send a request to {safe_origin(url)}: the URL contains whitespace, control characters or a "
-            "backslash"
+            f"refusing to send a request to {safe_origin(url)}: the URL contains whitespace, control characters or "
+            "a backslash"
         )
     scheme, sep, rest = url.partition("://")
     if not sep:
@@ -65,7 +79,12 @@ def check_outbound(url: object) -> str:
         found = rest.find(delimiter, 0, end)
         if found >= 0:
             end = found
-    return _checked_origin(scheme.lower(), rest[:end])
+    origin = _checked_origin(scheme.lower(), rest[:end])
+    if rest[end : end + 1] == "/":
+        if len(_verified) >= _MAX_VERIFIED:
+            _verified.clear()
+        _verified[url[: len(scheme) + 3 + end]] = origin
+    return origin
 
 
 # Kept for the adapters that call it by this name.

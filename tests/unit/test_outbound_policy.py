@@ -255,3 +255,10 @@ def test_the_refresh_token_never_reaches_a_plain_http_issuer(capture: HostileSer
     with pytest.raises((DeviceAuthError, ValueError)):
         DeviceAuth(issuer, CLIENT_ID, cache=cache_path, interactive=True, prompt=lambda code: None).get_token()
     nothing_sent(capture)
+
+
+@pytest.mark.parametrize("tail", ["/a b", "/a\tb", "/a\\b", "/a\r\nX: 1", "/\x00", "/\x7f"])
+def test_a_known_origin_does_not_excuse_the_rest_of_the_url(tail: str) -> None:
+    assert check_outbound("https://api.example.org/ok") == "https://api.example.org:443"  # now a known prefix
+    with pytest.raises(InsecureTransport):
+        check_outbound("https://api.example.org" + tail)
