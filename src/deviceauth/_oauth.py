@@ -248,7 +248,8 @@ class OAuthClient:
             ) from exc
         except requests.RequestException as exc:
             raise ServerError(
-                f"cannot reach the authorization server at {safe_origin(endpoint)} ({_reason(exc)})", transient=True
+                f"cannot reach the authorization server at {safe_origin(endpoint)} ({_reason(exc)})",
+                transient=_retryable(exc),
             ) from exc
         except Exception as exc:  # whatever else Authlib or a garbled answer raises: typed, without server text
             raise ServerError(
@@ -361,8 +362,23 @@ def _error_code(response: requests.Response) -> str | None:
 
 
 def _reason(exc: requests.RequestException) -> str:
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS verification failed"
     if isinstance(exc, requests.Timeout):
         return "timed out"
     if isinstance(exc, requests.ConnectionError):
         return "connection failed"
     return type(exc).__name__
+
+
+def _retryable(exc: requests.RequestException) -> bool:
+    """Network trouble and bodies cut short are worth another try; a certificate or URL problem is not."""
+    if isinstance(exc, requests.exceptions.SSLError):
+        return False
+    return isinstance(
+        exc,
+        requests.ConnectionError
+        | requests.Timeout
+        | requests.exceptions.ChunkedEncodingError
+        | requests.exceptions.ContentDecodingError,
+    )
