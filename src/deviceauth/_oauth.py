@@ -16,6 +16,7 @@ import collections
 import json
 import logging
 import math
+import traceback
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -245,17 +246,22 @@ class OAuthClient:
             status = exc.response.status_code if exc.response is not None else 0
             raise ServerError(
                 f"{safe_origin(endpoint)} answered HTTP {status}", transient=status >= 500 or status in (408, 429)
-            ) from exc
+            ) from self._safe_cause(exc)
         except requests.RequestException as exc:
             raise ServerError(
                 f"cannot reach the authorization server at {safe_origin(endpoint)} ({_reason(exc)})",
                 transient=_retryable(exc),
-            ) from exc
+            ) from self._safe_cause(exc)
         except Exception as exc:  # whatever else Authlib or a garbled answer raises: typed, without server text
             raise ServerError(
                 f"{safe_origin(endpoint)} gave an answer deviceauth cannot use ({type(exc).__name__})",
                 transient=False,
-            ) from exc
+            ) from self._safe_cause(exc)
+
+    def _safe_cause(self, exc: BaseException) -> BaseException | None:
+        """``exc`` to chain for debugging, unless its rendering (a traceback prints it) holds a secret."""
+        text = "".join(traceback.format_exception(exc))
+        return None if any(secret in text for secret in self._secrets()) else exc
 
     def _secrets(self, *secrets: str | None) -> list[str]:
         return secret_forms([*secrets, *self._seen, self._secret], client_id=self._client_id)

@@ -443,3 +443,31 @@ def test_unknown_auth_methods_are_refused(method: str) -> None:
 def test_a_secret_auth_method_needs_a_secret() -> None:
     with pytest.raises(ValueError, match="client_secret"):
         OAuthClient(CLIENT_ID, token_endpoint_auth_method="client_secret_post")
+
+
+# -- the catch-all at the exchange boundary -------------------------------------------------------
+
+
+@pytest.mark.parametrize("raised", [ValueError, TypeError, RecursionError, KeyError, OverflowError])
+def test_anything_unexpected_becomes_a_server_error_without_secrets(
+    raised: type[Exception], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = confidential()
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise raised(f"could not handle {REFRESH} for {SECRET}")
+
+    monkeypatch.setattr(client._session, "refresh_token", broken)
+    with pytest.raises(ServerError) as caught:
+        client.refresh("https://as.example.org/token", REFRESH)
+    assert raised.__name__ in str(caught.value)
+    text = rendered(caught.value)
+    assert REFRESH not in text and SECRET not in text  # the cause would print them: it is not chained
+
+    def plain(*args: Any, **kwargs: Any) -> Any:
+        raise raised("nothing secret here")
+
+    monkeypatch.setattr(client._session, "refresh_token", plain)
+    with pytest.raises(ServerError) as caught:
+        client.refresh("https://as.example.org/token", REFRESH)
+    assert isinstance(caught.value.__cause__, raised)  # kept for debugging when it is safe to show
