@@ -41,10 +41,10 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Whitespace, controls, DEL and backslash: characters on which URL parsers (and browsers) disagree.
 _UNSAFE = re.compile(r"[\x00-\x20\x7f\\]")
 # host[:port] with nothing else: no userinfo (``@``), no percent-escapes, no IDN (ASCII only).
+_AUTHORITY = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::[0-9]{1,5})?")
 # Exact "scheme://authority" prefixes (as spelled) that passed, for the fast path.
 _verified: dict[str, str] = {}
 _MAX_VERIFIED = 256
-_AUTHORITY = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::[0-9]{1,5})?")
 
 
 def check_outbound(url: object) -> str:
