@@ -124,16 +124,30 @@ class OAuthClient:
         self.timeout = timeout
 
     def get(self, url: str) -> requests.Response:
-        """A plain GET on the same connection pool (for discovery), without any token."""
+        """A plain GET on the same connection pool (for discovery), without any token.
+
+        Any failure is a ``ServerError`` (transient for network trouble); the response it returns
+        has been read whole, within the size cap and the deadline, and was not a redirect.
+        """
         check_outbound(url)
-        response: requests.Response = self._session.get(
-            url,
-            withhold_token=True,
-            timeout=self.timeout,
-            verify=self._verify,
-            allow_redirects=False,
-            headers={"Accept": "application/json"},
-        )
+        shown = redact(url.partition("?")[0])
+        try:
+            response: requests.Response = self._session.get(
+                url,
+                withhold_token=True,
+                timeout=self.timeout,
+                verify=self._verify,
+                allow_redirects=False,
+                headers={"Accept": "application/json"},
+            )
+        except DeviceAuthError:
+            raise
+        except requests.RequestException as exc:
+            raise ServerError(
+                f"cannot reach the authorization server at {shown}: {_reason(exc)}", transient=_retryable(exc)
+            ) from self._safe_cause(exc)
+        except Exception as exc:
+            raise ServerError(f"GET {shown} failed ({type(exc).__name__})") from self._safe_cause(exc)
         return response
 
     def request_device_code(self, endpoint: str, scope: str | None) -> dict[str, Any]:

@@ -113,8 +113,9 @@ def _checked_origin(scheme: str, authority: str) -> str:
         )
     if not authority.isascii() or not _AUTHORITY.fullmatch(authority):
         raise InsecureTransport(
-            f"refusing to send a request to {scheme}://{redact(authority, limit=80)}: the host part must be a plain "
-            "host name or address with an optional port (no user:password@, no escapes)"
+            # The part before "@" may be a password: never shown.
+            f"refusing to send a request to {scheme}://{redact(authority.rpartition('@')[2], limit=80)}: the host "
+            "part must be a plain host name or address with an optional port (no user:password@, no escapes)"
         )
     host, port = _agreed_host_port(scheme, authority)
     if scheme == "http" and not _is_loopback(host):

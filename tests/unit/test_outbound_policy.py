@@ -89,6 +89,15 @@ def test_refused(url: str) -> None:
     assert "\r" not in str(caught.value) and "\x00" not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "url", ["https://user:hunter2@example.org/", "http://user:hunter2@127.0.0.1/", "https://a:hunter2@"]
+)
+def test_userinfo_is_never_shown(url: str) -> None:
+    with pytest.raises(InsecureTransport) as caught:
+        check_outbound(url)
+    assert "hunter2" not in str(caught.value)
+
+
 @pytest.mark.parametrize("value", [None, 42, b"https://example.org/", ["https://example.org/"]])
 def test_non_strings_are_refused(value: Any) -> None:
     with pytest.raises(InsecureTransport):
