@@ -262,6 +262,10 @@ class OAuthClient:
                 self._seen.append(secret)
         try:
             return send()
+        except ServerError as exc:
+            if exc.url is None:  # errors say where: the origin, never a path or credentials
+                exc.url = safe_origin(endpoint)
+            raise
         except DeviceAuthError:
             raise
         except OAuthError as exc:
@@ -270,16 +274,20 @@ class OAuthClient:
         except requests.HTTPError as exc:
             status = exc.response.status_code if exc.response is not None else 0
             raise ServerError(
-                f"{safe_origin(endpoint)} answered HTTP {status}", transient=status >= 500 or status in (408, 429)
+                f"{safe_origin(endpoint)} answered HTTP {status}",
+                url=safe_origin(endpoint),
+                transient=status >= 500 or status in (408, 429),
             ) from self._safe_cause(exc)
         except requests.RequestException as exc:
             raise ServerError(
                 f"cannot reach the authorization server at {safe_origin(endpoint)} ({_reason(exc)})",
+                url=safe_origin(endpoint),
                 transient=_retryable(exc),
             ) from self._safe_cause(exc)
         except Exception as exc:  # whatever else Authlib or a garbled answer raises: typed, without server text
             raise ServerError(
                 f"{safe_origin(endpoint)} gave an answer deviceauth cannot use ({type(exc).__name__})",
+                url=safe_origin(endpoint),
                 transient=False,
             ) from self._safe_cause(exc)
 

@@ -471,3 +471,17 @@ def test_anything_unexpected_becomes_a_server_error_without_secrets(
     with pytest.raises(ServerError) as caught:
         client.refresh("https://as.example.org/token", REFRESH)
     assert isinstance(caught.value.__cause__, raised)  # kept for debugging when it is safe to show
+
+
+def test_server_errors_name_the_origin_in_their_url_attribute(mocked: Any) -> None:
+    import responses
+
+    from deviceauth import ServerError as _ServerError
+    from deviceauth._oauth import OAuthClient as _Client
+
+    endpoint = "https://auth.example.org/realms/x/protocol/openid-connect/token"
+    mocked.add(responses.POST, endpoint, status=503, body="down")
+    with pytest.raises(_ServerError) as caught:
+        _Client("cli", timeout=5).refresh(endpoint, "rt-SECRET-url")
+    assert caught.value.url == "https://auth.example.org"
+    assert caught.value.transient
