@@ -30,7 +30,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for server in _started:
-        terminalreporter.write_line(f"Keycloak {VERSION} started in {server.startup_seconds:.1f} s")
+        if server.startup_seconds:
+            terminalreporter.write_line(f"Keycloak {VERSION} started in {server.startup_seconds:.1f} s")
 
 
 @pytest.fixture(scope="session")
