@@ -10,6 +10,10 @@ Standard library and requests only; no deviceauth internals.
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -121,3 +125,57 @@ class FormApprover:
         page = walk(code.user_code, code.verification_uri, accept=self.accept)
         if self.accept:
             check_approved(page)
+
+
+_PROMPT = re.compile(r"open (\S+) and enter the code (\S+)")
+
+
+def run_approving(
+    command: list[str], *, env: dict[str, str], cwd: str | None = None, stdin: int | None = None, timeout: float = 90
+) -> subprocess.CompletedProcess[str]:
+    """Run ``command``; when it prints a device-login prompt on stderr, approve it like a person would.
+
+    Returns the finished process with its stdout and stderr (``.prompts`` is not kept: count
+    the ``To sign in`` lines in stderr).
+    """
+    out = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        command,
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL if stdin is None else stdin,
+        stdout=out,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+    failures: list[BaseException] = []
+
+    def read_stderr() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            match = _PROMPT.search(line)
+            if match:
+                try:
+                    check_approved(walk(match.group(2), match.group(1)))
+                except BaseException as exc:  # reported by the caller's assertion below
+                    failures.append(exc)
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    try:
+        proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    reader.join(timeout=10)
+    if proc.stderr is not None:
+        proc.stderr.close()
+    out.seek(0)
+    stdout = out.read()
+    out.close()
+    if failures:
+        raise failures[0]
+    return subprocess.CompletedProcess(command, proc.returncode, stdout, "".join(lines))
