@@ -63,3 +63,37 @@ def test_8_cold_processes_log_in_once(kc: Keycloak, make_auth: Callable[..., Dev
     assert events.get("OAUTH2_DEVICE_CODE_TO_TOKEN", 0) == 1
     assert events.get("REFRESH_TOKEN", 0) == 0
     assert len(set(hashes)) == 1  # everyone picked up the same login
+
+
+def test_4_unattended_processes_share_one_offline_token(
+    kc: Keycloak, make_auth: Callable[..., DeviceAuth], tmp_path: Path
+) -> None:
+    # With "Revoke Refresh Token" on, Keycloak rotates offline tokens too, and a second use of one
+    # ends the offline session. store_offline_token=True lets every process see the newest one.
+    setup = make_auth(scope="openid offline_access", cache=tmp_path / "person" / ".tokens.json")
+    setup.get_token()
+    person = setup.cached_token()
+    assert person is not None and person.refresh_token
+    job = make_auth(
+        scope="openid offline_access",
+        cache=tmp_path / "job" / ".tokens.json",
+        interactive=False,
+        prompt=None,
+        offline_token=person.refresh_token,
+        store_offline_token=True,
+    )
+    with SPAWN.Pool(4) as pool:
+        pool.map(proc_workers.ready, range(4))
+        kc.clear_events(REALM)
+        until = time.time() + 2 * ACCESS_TTL + 1
+        results = pool.starmap(kc_workers.call_userinfo_until, [(job, kc.userinfo_url(REALM), until)] * 4)
+    tally = proc_workers.Tally()
+    for result in results:
+        tally.merge(result)
+    events = kc.count(REALM)
+    print("Keycloak events:", events)
+    assert tally.failed == 0, tally.errors[:5]
+    assert events.get("REFRESH_TOKEN", 0) >= 2
+    assert events.get("REFRESH_TOKEN", 0) == len(tally.tokens)  # one redemption, then one refresh per expiry
+    assert events.get("REFRESH_TOKEN_ERROR", 0) == 0
+    assert events.get("OAUTH2_DEVICE_CODE_TO_TOKEN", 0) == 0
