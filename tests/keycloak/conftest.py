@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from kc_approve import FormApprover
-from kc_server import VERSION, Keycloak, missing
+from kc_server import START_TIMEOUT, VERSION, Keycloak, missing
 
 from deviceauth import DeviceAuth
 
@@ -22,10 +22,14 @@ _started: list[Keycloak] = []
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    first = True
     for item in items:
         if HERE in Path(str(item.path)).resolve().parents:
             item.add_marker(pytest.mark.integration)
             item.add_marker(pytest.mark.keycloak)
+            if first:  # its setup starts the session's Keycloak (bounded by START_TIMEOUT)
+                item.add_marker(pytest.mark.timeout(START_TIMEOUT + 120))
+                first = False
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
