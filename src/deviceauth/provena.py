@@ -30,8 +30,9 @@ What changes, on purpose:
   every directory) when it is not. Both tools can be used side by side without clobbering each
   other. (Where the realm has "Revoke Refresh Token" on, the refresh that imports a login consumes
   the old tool's refresh token, so the old tool then logs in again.)
-- The constructor does no network or file I/O; the first ``get_auth()`` use or ``get_token()``
-  reads the cache, refreshes or logs in.
+- The constructor makes no request and reads no file (it only checks whether
+  ``local_storage_location`` is a directory); the first ``get_auth()`` use or ``get_token()``
+  reads the caches, refreshes or logs in.
 - ``get_auth()`` returns the :class:`~deviceauth.DeviceAuth` itself, which gets a valid token for
   every request, so an auth object kept for hours stays valid (the original's ``BearerAuth`` held
   a static token). ``get_token()`` still returns a string that goes stale when the token expires:

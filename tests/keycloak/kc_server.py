@@ -206,3 +206,17 @@ class Keycloak:
             self._admin.delete(
                 f"{self.base_url}/admin/realms/{realm}/events", headers=headers, timeout=10
             ).raise_for_status()
+
+    def end_sessions(self, realm: str, username: str) -> None:
+        """What an administrator's "Sign out" (or the user signing out elsewhere) does: end every session."""
+        headers = self._admin_headers()
+        users = self._admin.get(
+            f"{self.base_url}/admin/realms/{realm}/users",
+            params={"username": username, "exact": "true"},
+            headers=headers,
+            timeout=10,
+        )
+        users.raise_for_status()
+        for user in users.json():
+            url = f"{self.base_url}/admin/realms/{realm}/users/{user['id']}/logout"
+            self._admin.post(url, headers=headers, timeout=10).raise_for_status()

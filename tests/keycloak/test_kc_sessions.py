@@ -135,3 +135,20 @@ def test_offline_token_for_an_unattended_job(
     assert events.get("REFRESH_TOKEN", 0) == 3  # each access token came from the offline token
     assert events.get("REFRESH_TOKEN_ERROR", 0) == 0
     assert person.refresh_token not in (tmp_path / "job" / ".tokens.json").read_text()
+
+
+def test_session_ended_at_keycloak_costs_one_new_login(
+    kc: Keycloak, make_auth: Callable[..., DeviceAuth], approver: FormApprover
+) -> None:
+    auth = make_auth()
+    url = kc.userinfo_url(REALM)
+    assert requests.get(url, auth=auth, timeout=10).status_code == 200
+    kc.end_sessions(REALM, "alice")  # the token in memory is still "fresh" by the clock
+    response = requests.get(url, auth=auth, timeout=10)  # 401 → refresh refused → new login → retried once
+    assert response.status_code == 200
+    assert len(approver.codes) == 2
+    events = kc.count(REALM)
+    print("Keycloak events:", events)
+    assert events.get("USER_INFO_REQUEST_ERROR", 0) == 1  # the one 401
+    assert events.get("REFRESH_TOKEN_ERROR", 0) <= 1  # at most one refresh, which could not have known
+    assert events.get("OAUTH2_DEVICE_CODE_TO_TOKEN", 0) == 2
