@@ -1,4 +1,4 @@
-"""One login, then requests, HTTPX, httpx2 and urllib3 calls to Keycloak's userinfo endpoint across expiries.
+"""One login, then requests, HTTPX and httpx2 (sync and async) and urllib3 calls to Keycloak's userinfo endpoint across expiries.
 
 The realm's access tokens live 5 s, so ~12 s of calls cross at least three expiries; Keycloak's
 events count the logins, refreshes and userinfo calls it served.
@@ -6,6 +6,7 @@ events count the logins, refreshes and userinfo calls it served.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import Callable
@@ -23,6 +24,18 @@ REALM = "rrap"
 
 def _sha(header: str) -> str:
     return hashlib.sha256(header.encode()).hexdigest()
+
+
+async def _async_calls(auth: DeviceAuth, url: str) -> list[str]:
+    """One call each through httpx.AsyncClient and httpx2.AsyncClient; the Authorization headers they sent."""
+    async with (
+        httpx.AsyncClient(auth=auth.httpx, trust_env=False) as hx,
+        httpx2.AsyncClient(auth=auth.httpx2, trust_env=False) as hx2,
+    ):
+        responses = [await hx.get(url), await hx2.get(url)]
+    for response in responses:
+        assert response.status_code == 200, response.text
+    return [response.request.headers["Authorization"] for response in responses]
 
 
 def test_one_login_serves_every_adapter_across_three_expiries(
@@ -54,7 +67,8 @@ def test_one_login_serves_every_adapter_across_three_expiries(
                 _sha(second.request.headers["Authorization"]),
                 _sha(third.request.headers["Authorization"]),
             }
-            calls += 4
+            seen |= {_sha(header) for header in asyncio.run(_async_calls(auth, url))}
+            calls += 6
             time.sleep(0.25)
 
     events = kc.count(REALM)

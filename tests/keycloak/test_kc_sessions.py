@@ -77,11 +77,14 @@ def test_keycloak_answers_slow_down_and_deviceauth_never_earns_one(
     assert device["interval"] == 1
     poll = {"grant_type": DEVICE_GRANT, "device_code": device["device_code"], "client_id": CLIENT_ID}
     first = requests.post(kc.token_url(REALM), data=poll, timeout=10)
-    second = requests.post(kc.token_url(REALM), data=poll, timeout=10)  # at once: too fast
     assert first.json()["error"] == "authorization_pending"
-    assert second.status_code == 400
-    assert second.json()["error"] == "slow_down"
-    assert "interval" not in second.json()  # no new interval: the client adds 5 s (RFC 8628 §3.5)
+    answers = []
+    for _ in range(5):  # at once, again and again: too fast (a few tries, in case the machine stalls)
+        answers.append(requests.post(kc.token_url(REALM), data=poll, timeout=10).json())
+        if answers[-1]["error"] == "slow_down":
+            break
+    assert answers[-1]["error"] == "slow_down", answers
+    assert "interval" not in answers[-1]  # no new interval: the client adds 5 s (RFC 8628 §3.5)
     check_approved(walk(device["user_code"], device["verification_uri"]))
     time.sleep(1.1)
     assert requests.post(kc.token_url(REALM), data=poll, timeout=10).status_code == 200
