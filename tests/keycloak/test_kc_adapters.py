@@ -1,7 +1,7 @@
-"""One login, then requests, HTTPX and httpx2 (sync and async) and urllib3 calls to Keycloak's userinfo endpoint across expiries.
+"""One login, then requests, HTTPX and httpx2 (sync and async) and urllib3 calls to Keycloak across expiries.
 
-The realm's access tokens live 5 s, so ~12 s of calls cross at least three expiries; Keycloak's
-events count the logins, refreshes and userinfo calls it served.
+The protected resource is Keycloak's userinfo endpoint. The realm's access tokens live 5 s, so ~12 s of
+calls cross at least three expiries; Keycloak's events count the logins, refreshes and calls it served.
 """
 
 from __future__ import annotations
