@@ -86,8 +86,14 @@ def test_keycloak_answers_slow_down_and_deviceauth_never_earns_one(
     assert answers[-1]["error"] == "slow_down", answers
     assert "interval" not in answers[-1]  # no new interval: the client adds 5 s (RFC 8628 §3.5)
     check_approved(walk(device["user_code"], device["verification_uri"]))
-    time.sleep(1.1)
-    assert requests.post(kc.token_url(REALM), data=poll, timeout=10).status_code == 200
+    after: list[tuple[int, str]] = []
+    for _ in range(5):  # polling at the interval again is served (a few tries on a stalling machine)
+        time.sleep(1.1)
+        response = requests.post(kc.token_url(REALM), data=poll, timeout=10)
+        after.append((response.status_code, response.json().get("error", "")))
+        if response.status_code == 200:
+            break
+    assert after[-1][0] == 200, after
     kc.clear_events(REALM)
 
     # deviceauth waits the interval before every poll, so a slow approval earns no slow_down.
