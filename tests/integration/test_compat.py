@@ -4,6 +4,7 @@ Against the oidc-provider test server; tests/keycloak/test_kc_provena.py runs th
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import sys
@@ -248,3 +249,58 @@ def test_constructor_validates_like_the_original(cache_file: Path) -> None:
     assert manager.stage is Stage.PROD
     assert manager.device_auth.scope is None
     assert repr(manager).startswith("DeviceFlowManager(stage='PROD'")
+
+
+def _jwt(claims: dict[str, object]) -> str:
+    def part(data: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    return f"{part({'alg': 'none'})}.{part(claims)}.sig"
+
+
+def test_where_the_old_file_and_the_new_cache_live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    issuer = "https://auth.example.invalid/auth/realms/rrap"
+    monkeypatch.chdir(tmp_path)
+    default = DeviceFlowManager("PROD", issuer)
+    assert default.token_storage_location == tmp_path / ".tokens.json"  # where the old tool wrote
+    assert default.cache_location is None  # deviceauth's default cache, shared by every directory
+    named = DeviceFlowManager("PROD", issuer, local_storage_location="creds/tokens.json")
+    assert named.token_storage_location == tmp_path / "creds" / "tokens.json"
+    assert named.cache_location == tmp_path / "creds" / "tokens.deviceauth.json"
+    assert not (tmp_path / "creds").exists()  # nothing created before first use
+
+
+@pytest.mark.parametrize("interactive", [False, True], ids=["unattended", "interactive"])
+def test_an_expired_old_login_falls_back_to_a_normal_login(
+    server: OidcServer, tmp_path: Path, approver: Approver, interactive: bool
+) -> None:
+    old_file = tmp_path / ".tokens.json"
+    stale = _jwt({"iss": server.issuer, "typ": "Refresh"})  # issued here (by its claim) but not valid
+    foreign = _jwt({"iss": "https://elsewhere.invalid/realms/rrap"})
+    old = {
+        "stages": {
+            "PROD": {"access_token": "a", "refresh_token": stale},
+            "DEV": {"access_token": "a", "refresh_token": foreign},
+        }
+    }
+    old_file.write_text(json.dumps(old))
+    options = {"local_storage_location": old_file, "scopes": ["openid"], "prompt": approver, "interactive": interactive}
+
+    dev = DeviceFlowManager("DEV", server.issuer, **options)  # type: ignore[arg-type]
+    if interactive:
+        dev.get_token()
+    else:
+        with pytest.raises(LoginRequired):
+            dev.get_token()
+    assert server.stats()["token"].get(REFRESH_GRANT, 0) == 0  # another server's token is never sent
+
+    prod = DeviceFlowManager("PROD", server.issuer, **options)  # type: ignore[arg-type]
+    prod.device_auth.logout(revoke=False)  # forget DEV's login (same realm, client and scope)
+    if interactive:
+        prod.get_token()
+    else:
+        with pytest.raises(LoginRequired):
+            prod.get_token()
+    assert server.stats()["token"].get(REFRESH_GRANT, 0) == 1  # tried once, refused
+    assert len(approver.codes) == (2 if interactive else 0)
+    assert json.loads(old_file.read_text()) == old
