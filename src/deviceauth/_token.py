@@ -120,7 +120,9 @@ class Token:
     def can_refresh(self, now: float) -> bool:
         if not self.refresh_token:
             return False
-        return self.refresh_expires_at is None or now < self.refresh_expires_at
+        # Whole-second expiry times again: Keycloak's session can end up to a second before
+        # refresh_expires_in says, and a refresh sent then only earns "Session not active".
+        return self.refresh_expires_at is None or now < self.refresh_expires_at - EXPIRY_GRANULARITY
 
     def without_refresh_token(self) -> Token:
         return replace(self, refresh_token=None, refresh_expires_at=None)
