@@ -257,7 +257,10 @@ class Store:
             return entry
 
         with self.lock:
-            tokens: list[AccessToken | RefreshToken] = [t for f in self.families for t in (*f.access, *f.refresh)]
+            tokens: list[AccessToken | RefreshToken] = []
+            for family in self.families:
+                tokens.extend(family.access)
+                tokens.extend(family.refresh)
             return [describe(t) for t in tokens]
 
     def client(self, client_id: str) -> Client | None:
