@@ -9,19 +9,26 @@ with AuthServer(access_ttl=3) as server:          # listening on 127.0.0.1, in a
 from __future__ import annotations
 
 import ipaddress
+import json
+import os
 import socket
 import threading
+import urllib.error
+import urllib.request
 from types import TracebackType
 from typing import Any
 
 from ._app import App, Urls
 from ._config import ServerConfig
 from ._http import HttpServer
-from ._store import Fault, FaultKind, Store
+from ._store import ControlError, Fault, FaultKind, Store
 
 __all__ = ["AuthServer", "AutoApprover"]
 
 _STOP_TIMEOUT = 5.0
+_HTTP_TIMEOUT = 10.0
+# Loopback only: never let an http_proxy from the environment see the control calls.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def _is_loopback(host: str) -> bool:
@@ -71,6 +78,7 @@ class AuthServer:
         self._thread: threading.Thread | None = None
         self._store: Store | None = None
         self._urls: Urls | None = None
+        self._owner_pid = 0
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -84,6 +92,7 @@ class AuthServer:
         base = self.public_url or f"http://{host}:{self.port}"
         self._urls = Urls.build(base, self.config.issuer_path, self.config.mode == "keycloak")
         self._store = Store(self.config)
+        self._owner_pid = os.getpid()
         httpd.app = App(self._store, self._urls)
         self._httpd = httpd
         # The socket listens from here on; early connections wait in its backlog.
@@ -171,31 +180,69 @@ class AuthServer:
             raise RuntimeError("server not started")
         return self._store
 
+    def _forked(self) -> bool:
+        # A forked child holds a copy of the store, but the server thread lives in the parent:
+        # drive the real one through its control surface instead.
+        return self._owner_pid != 0 and os.getpid() != self._owner_pid
+
+    def _remote(self, method: str, name: str, body: dict[str, Any] | None = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(  # noqa: S310 (always our own http://127.0.0.1 URL)
+            f"{self.base_url}/__test/{name}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"} if data is not None else {},
+        )
+        try:
+            with _OPENER.open(request, timeout=_HTTP_TIMEOUT) as response:
+                return json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as err:
+            detail = err.read().decode("utf-8", "replace")
+            err.close()
+            raise ControlError(f"{method} /__test/{name}: {detail}", err.code) from None
+
     def approve(self, user_code: str, account_id: str = "alice") -> None:
         """Approve a pending code as ``account_id``; the next poll gets tokens. ControlError if not pending."""
-        self.store.approve(user_code, account_id)
+        if self._forked():
+            self._remote("POST", "approve", {"user_code": user_code, "account_id": account_id})
+        else:
+            self.store.approve(user_code, account_id)
 
     def deny(self, user_code: str) -> None:
         """Deny a pending code; the next poll gets ``access_denied``."""
-        self.store.deny(user_code)
+        if self._forked():
+            self._remote("POST", "deny", {"user_code": user_code})
+        else:
+            self.store.deny(user_code)
 
     def pending(self) -> list[dict[str, Any]]:
         """Codes waiting for approval (user code, client, scope), oldest first."""
+        if self._forked():
+            return list(self._remote("GET", "pending")["pending"])
         return self.store.pending_codes()
 
     def stats(self) -> dict[str, Any]:
         """Counters since start or ``reset_stats()``: per endpoint, per grant, per error, API outcomes."""
+        if self._forked():
+            return dict(self._remote("GET", "stats"))
         return self.store.snapshot()
 
     def reset_stats(self) -> None:
-        self.store.reset_stats()
+        if self._forked():
+            self._remote("POST", "reset")
+        else:
+            self.store.reset_stats()
 
     def revoke_all(self) -> int:
         """End every login, as an administrator would; returns how many were live."""
+        if self._forked():
+            return int(self._remote("POST", "revoke-all")["revoked"])
         return self.store.revoke_all()
 
     def tokens(self) -> list[dict[str, Any]]:
         """Every token issued (SHA-256 fingerprints, family, expiry, revoked or consumed; never values)."""
+        if self._forked():
+            return list(self._remote("GET", "tokens")["tokens"])
         return self.store.issued_tokens()
 
     def inject_fault(
@@ -214,10 +261,17 @@ class AuthServer:
         work (a refresh token rotates) but answer ``status``, as when a proxy times out.
         ``delay``: wait ``seconds`` first, then answer normally.
         """
-        self.store.add_fault(Fault(kind, endpoint, grant_type, count, status, seconds))
+        fault = Fault(kind, endpoint, grant_type, count, status, seconds)
+        if self._forked():
+            self._remote("POST", "faults", fault.as_json())
+        else:
+            self.store.add_fault(fault)
 
     def clear_faults(self) -> None:
-        self.store.clear_faults()
+        if self._forked():
+            self._remote("DELETE", "faults")
+        else:
+            self.store.clear_faults()
 
 
 class AutoApprover:

@@ -73,6 +73,10 @@ class Fault:
         if self.count < 1 or not 0 <= self.seconds <= 60:
             raise ValueError("fault count must be >= 1 and seconds within 0..60")
 
+    def as_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "endpoint": self.endpoint, "grant_type": self.grant_type,
+                "count": self.count, "status": self.status, "seconds": self.seconds}  # fmt: skip
+
     def matches(self, endpoint: str, grant_type: str | None) -> bool:
         return self.endpoint == endpoint and (self.grant_type is None or self.grant_type == grant_type)
 
