@@ -18,6 +18,7 @@ from ._auth import DeviceAuth
 from ._cache import TokenCache
 from ._exceptions import DeviceAuthError
 from ._token import Token
+from .testing._commands import register as register_testing_commands
 
 __all__ = ["main"]
 
@@ -61,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("token", parents=[common], help="print a valid access token (refreshing if needed)")
     logout = commands.add_parser("logout", parents=[common], help="forget (and revoke) the cached tokens")
     logout.add_argument("--no-revoke", action="store_true", help="only remove the tokens from the cache")
+    register_testing_commands(commands)  # serve, demo (deviceauth.testing)
     return parser
 
 
@@ -82,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if hasattr(args, "handler"):  # commands registered by deviceauth.testing
+        return int(args.handler(args))
     if args.command == "status":
         return _status(args)
     auth = _auth(args)

@@ -17,9 +17,30 @@ Test use only: any name signs in, everything lives in memory.
 
 from __future__ import annotations
 
-from ._config import ServerConfig
-from ._models import Client
-from ._server import AuthServer, AutoApprover
-from ._store import ControlError, Fault
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._config import ServerConfig
+    from ._models import Client
+    from ._server import AuthServer, AutoApprover
+    from ._store import ControlError, Fault
 
 __all__ = ["AuthServer", "AutoApprover", "Client", "ControlError", "Fault", "ServerConfig"]
+
+# Imported on first use, so that the CLI (which registers `serve` and `demo` from here) does not
+# load Authlib's server side for `deviceauth login`.
+_HOMES = {
+    "AuthServer": "_server",
+    "AutoApprover": "_server",
+    "Client": "_models",
+    "ControlError": "_store",
+    "Fault": "_store",
+    "ServerConfig": "_config",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
