@@ -191,6 +191,11 @@ class App:
         except (_BadForm, UnicodeDecodeError) as exc:
             return Response.json(400, {"error": "invalid_request", "error_description": str(exc)})
         grant = form.get("grant_type") if name == "token" else None
+        # Counted as received, whatever answers it (the grant, or an injected fault).
+        if name == "token":
+            self.store.count("token", grant or "(none)")
+        else:
+            self.store.count(name)
         return self._faulty(name, grant, request, lambda req: self._run_oauth(name, req, form, args, grant))
 
     def _run_oauth(
@@ -203,12 +208,10 @@ class App:
         with store.lock:
             reply: Reply
             if name == "token":
-                store.count("token", grant or "(none)")
                 reply = self.oauth.create_token_response(oauth_request)
                 if reply[0] >= 400 and "error" in reply[1]:
                     store.count("token_errors", str(reply[1]["error"]))
             else:
-                store.count(name)
                 reply = self.oauth.create_endpoint_response(name, oauth_request)
         status, body, headers = reply
         return Response.json(status, body, headers)
