@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._server import AuthServer
 
 __all__ = ["register"]
 
@@ -65,9 +68,27 @@ def register(commands: Any) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    try:
+        server = _make_server(args)
+        server.start()
+    except (ValueError, OSError) as exc:  # a refused host, a bad knob, a port in use
+        print(f"deviceauth: error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ValueError) else 1
+    try:
+        _print_banner(server, args.control)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+    finally:
+        server.stop()
+    return 0
+
+
+def _make_server(args: argparse.Namespace) -> AuthServer:
     from ._server import AuthServer
 
-    server = AuthServer(
+    return AuthServer(
         host=args.host,
         port=args.port,
         allow_remote=args.allow_remote,
@@ -87,24 +108,20 @@ def _serve(args: argparse.Namespace) -> int:
         oidc_discovery=not args.no_discovery_oidc,
         device_flow=not args.no_device,
     )
-    with server:
-        public = ", ".join(c.client_id for c in server.config.clients if c.public)
-        confidential = ", ".join(c.client_id for c in server.config.clients if not c.public)
-        print(f"deviceauth test server ({server.mode} mode) on {server.base_url}", flush=False)
-        print(f"  issuer:            {server.issuer}")
-        print(f"  verification page: {server.urls.verification}")
-        print(f"  public client:     {public}")
-        print(f"  confidential:      {confidential} (secret: see deviceauth serve --help)")
-        print(f"  protected API:     {server.api_url('me')}")
-        print(f"  control surface:   {server.base_url + '/__test/' if args.control else 'off (--control)'}")
-        print(f"try: deviceauth login --issuer {server.issuer} --client-id {public.split(', ')[0]}")
-        print("Press Ctrl-C to stop.", flush=True)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            print("stopped", file=sys.stderr)
-    return 0
+
+
+def _print_banner(server: AuthServer, control: bool) -> None:
+    public = [c.client_id for c in server.config.clients if c.public]
+    confidential = [c.client_id for c in server.config.clients if not c.public]
+    print(f"deviceauth test server ({server.mode} mode) on {server.base_url}")
+    print(f"  issuer:            {server.issuer}")
+    print(f"  verification page: {server.urls.verification}")
+    print(f"  public client:     {', '.join(public)}")
+    print(f"  confidential:      {', '.join(confidential)} (secret: see deviceauth serve --help)")
+    print(f"  protected API:     {server.api_url('me')}")
+    print(f"  control surface:   {server.base_url + '/__test/' if control else 'off (--control)'}")
+    print(f"try: deviceauth login --issuer {server.issuer} --client-id {public[0]}")
+    print("Press Ctrl-C to stop.", flush=True)
 
 
 def _demo(args: argparse.Namespace) -> int:
