@@ -196,11 +196,9 @@ class App:
             self.store.count("token", grant or "(none)")
         else:
             self.store.count(name)
-        return self._faulty(name, grant, request, lambda req: self._run_oauth(name, req, form, args, grant))
+        return self._faulty(name, grant, request, lambda req: self._run_oauth(name, req, form, args))
 
-    def _run_oauth(
-        self, name: str, request: Request, form: dict[str, str], args: dict[str, str], grant: str | None
-    ) -> Response:
+    def _run_oauth(self, name: str, request: Request, form: dict[str, str], args: dict[str, str]) -> Response:
         store = self.store
         oauth_request = FormRequest("POST", self._public_url(name), request.headers, form, args)
         # One request at a time through the grants: a device code is redeemed once and a
