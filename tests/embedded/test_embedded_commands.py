@@ -99,3 +99,50 @@ def test_serve_with_control_and_refusing_a_remote_host() -> None:
     )  # fmt: skip
     assert refused.returncode == 2
     assert refused.stderr.count("\n") == 1 and "allow_remote" in refused.stderr
+
+
+def test_demo_waits_for_a_person_on_a_terminal() -> None:
+    """On a TTY the demo approves nothing itself: a 'person' does it on the verification page."""
+    import pty
+    import select
+
+    main, child_end = pty.openpty()
+    env = {**ENV, "BROWSER": "true", "DISPLAY": "", "TERM": "dumb"}  # never open a real browser here
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deviceauth", "demo"], stdin=child_end, stdout=child_end, stderr=child_end, env=env
+    )
+    os.close(child_end)
+    output = b""
+    deadline = time.monotonic() + 60
+    try:
+        while (match := re.search(rb"open (http://\S+/device) and enter the code ([B-Z]{4}-[B-Z]{4})", output)) is None:
+            assert time.monotonic() < deadline, output.decode(errors="replace")
+            if select.select([main], [], [], 1)[0]:
+                output += os.read(main, 4096)
+        page, code = match.group(1).decode(), match.group(2).decode()
+        time.sleep(1.5)
+        assert b"The server saw" not in output  # still waiting: nobody approved yet
+        with requests.Session() as http:
+            http.trust_env = False
+            review = http.get(page, params={"user_code": code}, timeout=10).text
+            token = re.search(r'name=form_token value="([^"]+)"', review)
+            assert token, review
+            done = http.post(page, data={"user_code": code, "form_token": token.group(1), "username": "pat",
+                                         "decision": "approve"}, timeout=10)  # fmt: skip
+            assert "Signed in as pat" in done.text
+        while proc.poll() is None or select.select([main], [], [], 0)[0]:
+            assert time.monotonic() < deadline + 30, output.decode(errors="replace")
+            if select.select([main], [], [], 1)[0]:
+                try:
+                    output += os.read(main, 4096)
+                except OSError:  # the child closed the terminal
+                    break
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+        os.close(main)
+    text = output.decode(errors="replace")
+    assert proc.returncode == 0, text
+    assert "requests as pat" in text
+    assert re.search(r"The server saw: 1 login, \d+ refreshes, 15 API calls accepted, 0 rejected", text), text
