@@ -131,7 +131,17 @@ class _DeviceAuthorizationEndpoint(DeviceAuthorizationEndpoint):  # type: ignore
     def save_device_credential(self, client_id: str, scope: str | None, data: dict[str, Any]) -> None:
         client = self.store.client(client_id)
         allowed = client.get_allowed_scope(scope) if client else ""
-        self.store.add_device(DeviceRecord(data, client_id=client_id, scope=allowed, now=self.store.clock()))
+        now = self.store.clock()
+        record = DeviceRecord(
+            device_code=data["device_code"],
+            user_code=data["user_code"],
+            client_id=client_id,
+            scope=allowed,
+            created_at=now,
+            expires_at=now + int(data["expires_in"]),
+            interval=float(data["interval"]),
+        )
+        self.store.add_device(record)
 
 
 class _DeviceCodeGrant(DeviceCodeGrant):  # type: ignore[misc]

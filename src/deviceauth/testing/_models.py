@@ -73,46 +73,21 @@ class Client:
         return grant_type in (DEVICE_GRANT, "refresh_token")
 
 
-class DeviceRecord(dict[str, object]):
-    """One device authorization (a dict, as Authlib's ``DeviceCredentialDict`` is) plus its state."""
+@dataclass(eq=False)
+class DeviceRecord:
+    """One device authorization and where it stands (Authlib's ``DeviceCredentialMixin``)."""
 
-    status: Literal["pending", "approved", "denied", "consumed"]
-    subject: str | None
-    polls: int
-    last_poll: float | None
-    interval: float
+    device_code: str = field(repr=False)
+    user_code: str
+    client_id: str
+    scope: str
     created_at: float
-
-    def __init__(self, data: dict[str, object], *, client_id: str, scope: str, now: float) -> None:
-        super().__init__(data, client_id=client_id, scope=scope, expires_at=now + float(str(data["expires_in"])))
-        self.status = "pending"
-        self.subject = None
-        self.polls = 0
-        self.last_poll = None
-        self.interval = float(str(data["interval"]))
-        self.created_at = now
-
-    @property
-    def device_code(self) -> str:
-        return str(self["device_code"])
-
-    @property
-    def user_code(self) -> str:
-        return str(self["user_code"])
-
-    @property
-    def client_id(self) -> str:
-        return str(self["client_id"])
-
-    @property
-    def scope(self) -> str:
-        return str(self["scope"] or "")
-
-    @property
-    def expires_at(self) -> float:
-        return float(str(self["expires_at"]))
-
-    # -- Authlib DeviceCredentialMixin ---------------------------------------------------------
+    expires_at: float
+    interval: float  # grows by 5 s at each slow_down for polling too soon
+    status: Literal["pending", "approved", "denied", "consumed"] = "pending"
+    subject: str | None = None
+    polls: int = 0
+    last_poll: float | None = None
 
     def get_client_id(self) -> str:
         return self.client_id
