@@ -105,6 +105,10 @@ class App:
         self.form_token = secrets.token_urlsafe(16)  # guards the approval form against cross-site posts
         issuer_path = urlsplit(urls.issuer).path
         self.paths = {urlsplit(url).path: name for name, url in self._endpoint_urls().items()}
+        port = urlsplit(urls.base).port
+        self._control_hosts = {urlsplit(urls.base).netloc.lower()} | {
+            f"{name}:{port}" for name in ("127.0.0.1", "localhost", "[::1]")
+        }
         self.well_known = {
             f"{issuer_path}/.well-known/openid-configuration": "openid",
             f"/.well-known/oauth-authorization-server{issuer_path}": "oauth",
@@ -314,7 +318,7 @@ class App:
         # Loopback callers only, addressed by our own host name, and JSON bodies only: a web page
         # in the person's browser (even via DNS rebinding) cannot approve codes or read counters.
         host = (request.headers.get("Host") or "").lower()
-        if request.remote not in ("127.0.0.1", "::1") or host != urlsplit(self.urls.base).netloc.lower():
+        if request.remote not in ("127.0.0.1", "::1") or host not in self._control_hosts:
             return Response.json(403, {"error": "control surface is for local tests only"})
         if request.method == "POST":
             content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
