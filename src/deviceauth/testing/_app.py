@@ -127,6 +127,7 @@ class App:
     def handle(self, request: Request) -> Response:
         path = request.path
         if "/.well-known/" in path:
+            self.store.count("discovery")  # any well-known request, found or not, as oidc-provider counts
             return self._faulty("discovery", None, request, self._discovery)
         if path == "/api" or path.startswith("/api/"):
             return self._faulty("api", None, request, self._api)
@@ -179,7 +180,6 @@ class App:
         return doc
 
     def _discovery(self, request: Request) -> Response:
-        self.store.count("discovery")
         kind = self.well_known.get(request.path)
         if request.method != "GET" or kind is None or (kind == "openid" and not self.config.oidc_discovery):
             return Response.json(404, {"error": "not_found"})
