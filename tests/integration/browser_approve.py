@@ -48,13 +48,7 @@ def _advance(page: Page, username: str, user_code: str) -> bool:
     page.wait_for_load_state("domcontentloaded")
     if page.title() in ("Sign-in Success", "Signed in"):  # oidc-provider's, deviceauth.testing's
         return True
-    if page.locator("input[name=form_token]").count():  # deviceauth.testing: review, name, approve
-        page.fill("#username", username)
-        submit = "button[value=approve]"
-    elif page.locator("#user_code").count():  # deviceauth.testing: code entry
-        page.fill("#user_code", user_code)
-        submit = "button[type=submit]"
-    elif page.locator('form[id="op.deviceConfirmForm"]').count():
+    if page.locator('form[id="op.deviceConfirmForm"]').count():
         submit = 'button[autofocus][form="op.deviceConfirmForm"]'
     elif page.locator('form[id="op.deviceInputForm"]').count():
         if not user_code:
@@ -67,6 +61,12 @@ def _advance(page: Page, username: str, user_code: str) -> bool:
         submit = "button.login-submit"
     elif page.locator('input[name="prompt"][value="consent"]').count():
         submit = "button.login-submit"
+    elif page.locator("input[name=form_token]").count():  # deviceauth.testing: review, name, approve
+        page.fill("#username", username)
+        submit = "button[value=approve]"
+    elif page.locator("input#user_code").count():  # deviceauth.testing: code entry
+        page.fill("input#user_code", user_code)
+        submit = "button[type=submit]"
     else:
         # In between: e.g. the GET with ?user_code= answers with a self-submitting form_post
         # page that is already navigating on to the confirmation page.
