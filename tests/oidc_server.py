@@ -41,6 +41,19 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 ACCESS_TTL = 3
 
 
+class NodeUnavailable(RuntimeError):
+    """Node.js or the server's npm packages are missing; tests that need them are skipped (tests/conftest.py)."""
+
+
+def node_unavailable_reason() -> str | None:
+    """Why the oidc-provider server cannot start here, or None when it can."""
+    if shutil.which("node") is None:
+        return "`node` (Node.js >= 20) is not on PATH; it runs the oidc-provider test server"
+    if not (SERVER_DIR / "node_modules" / "oidc-provider").is_dir():
+        return f"{SERVER_DIR / 'node_modules'} is missing: run `npm ci --prefix tests/server` first"
+    return None
+
+
 class OidcServerError(RuntimeError):
     """A test hook answered with an error status (unknown user code, already approved, ...)."""
 
@@ -90,14 +103,11 @@ class OidcServer:
     def start(self) -> None:
         if self._proc is not None:
             raise RuntimeError("server already started")
-        if not (SERVER_DIR / "node_modules" / "oidc-provider").is_dir():
-            raise RuntimeError(
-                f"{SERVER_DIR / 'node_modules'} is missing: run `npm ci --prefix tests/server` "
-                "from the repository root first"
-            )
+        reason = node_unavailable_reason()
+        if reason is not None:
+            raise NodeUnavailable(reason)
         node = shutil.which("node")
-        if node is None:
-            raise RuntimeError("`node` (Node.js >= 20) is not on PATH; it runs the test server")
+        assert node is not None
 
         # stderr goes to a file: a pipe nobody reads could fill and block the server.
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()

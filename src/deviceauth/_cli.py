@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import DeviceAuthError
+from .testing._commands import register as register_testing_commands
 
 if TYPE_CHECKING:
     from ._auth import DeviceAuth
@@ -72,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("token", parents=[common, verbose], help="print a valid access token (refreshing if needed)")
     logout = commands.add_parser("logout", parents=[common, verbose], help="forget (and revoke) the stored tokens")
     logout.add_argument("--no-revoke", action="store_true", help="only remove the tokens from the store")
+    register_testing_commands(commands)  # serve, demo (deviceauth.testing)
     return parser
 
 
@@ -98,6 +100,8 @@ def _fail(message: str, code: int) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if hasattr(args, "handler"):  # commands registered by deviceauth.testing
+        return int(args.handler(args))
     if args.command == "status":
         return _status(args)
     if args.command == "token" and (fresh := _fresh_stored_token(args)) is not None:

@@ -1,7 +1,8 @@
 """Approve a device login the way a person would: headless Chromium on the verification page.
 
 Drives oidc-provider's own pages (tests/server/server.mjs enables its dev interactions):
-code confirmation (or code entry) -> login (any login and password) -> consent -> success.
+code confirmation (or code entry) -> login (any login and password) -> consent -> success,
+and the embedded server's (deviceauth.testing): code entry -> review and sign in -> success.
 Uses Debian's /usr/bin/chromium through Playwright's sync API; never downloads a browser.
 """
 
@@ -45,7 +46,7 @@ def _advance(page: Page, username: str, user_code: str) -> bool:
     Each page is recognised by its form, so a skipped step (e.g. consent already given in
     this browser context) does not matter."""
     page.wait_for_load_state("domcontentloaded")
-    if page.title() == "Sign-in Success":
+    if page.title() in ("Sign-in Success", "Signed in"):  # oidc-provider's, deviceauth.testing's
         return True
     if page.locator('form[id="op.deviceConfirmForm"]').count():
         submit = 'button[autofocus][form="op.deviceConfirmForm"]'
@@ -60,6 +61,12 @@ def _advance(page: Page, username: str, user_code: str) -> bool:
         submit = "button.login-submit"
     elif page.locator('input[name="prompt"][value="consent"]').count():
         submit = "button.login-submit"
+    elif page.locator("input[name=form_token]").count():  # deviceauth.testing: review, name, approve
+        page.fill("#username", username)
+        submit = "button[value=approve]"
+    elif page.locator("input#user_code").count():  # deviceauth.testing: code entry
+        page.fill("input#user_code", user_code)
+        submit = "button[type=submit]"
     else:
         # In between: e.g. the GET with ?user_code= answers with a self-submitting form_post
         # page that is already navigating on to the confirmation page.

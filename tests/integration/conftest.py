@@ -1,32 +1,92 @@
-"""Fixtures that start the real oidc-provider test server on 127.0.0.1 (see tests/server/server.mjs)."""
+"""Fixtures that start the real test servers on 127.0.0.1; every test using them runs on both.
+
+``oidc-provider``: panva's oidc-provider in Node.js (tests/server/server.mjs, driven by
+tests/oidc_server.py). ``embedded``: deviceauth's own ``deviceauth.testing.AuthServer``
+(Authlib's server side, in a thread). Both rotate refresh tokens with reuse detection, issue
+3 s access tokens, serve a Keycloak-shaped realm and a plain issuer, and count what they see
+with the same ``stats()``, so the tests run unchanged on either. Without Node.js the
+oidc-provider half is skipped with the reason; the embedded half still runs.
+"""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from deviceauth import DeviceAuth
-from oidc_server import ACCESS_TTL, Approver, OidcServer
+from deviceauth.testing import AuthServer
+from oidc_server import ACCESS_TTL, Approver, OidcServer, node_unavailable_reason
 
-if shutil.which("node") is None:  # pragma: no cover - CI installs node
-    pytest.exit("integration tests need Node.js 20 (node) on PATH", returncode=3)
+SERVER_KINDS = ["oidc-provider", "embedded"]
 
-pytestmark = pytest.mark.integration
+# Slow tests of the client alone (the server only hands out refresh tokens): one server is
+# enough. They run on oidc-provider where Node.js is present, on the embedded server elsewhere.
+ONE_SERVER_IS_ENOUGH = {"test_kill_9_during_refresh_and_write_never_corrupts_or_sticks"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if node_unavailable_reason() is not None:
+        return
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if (
+            getattr(item, "originalname", None) in ONE_SERVER_IS_ENOUGH
+            and callspec is not None
+            and callspec.params.get("server_kind") == "embedded"
+        ):
+            item.add_marker(
+                pytest.mark.skip(reason="one server is enough for this slow client test: oidc-provider runs it")
+            )
+
+
+@pytest.fixture(scope="session", params=SERVER_KINDS)
+def server_kind(request: pytest.FixtureRequest) -> str:
+    kind = str(request.param)
+    if kind == "oidc-provider" and (reason := node_unavailable_reason()) is not None:
+        pytest.skip(f"oidc-provider server unavailable: {reason}")
+    return kind
 
 
 @pytest.fixture(scope="session")
-def keycloak_server() -> Iterator[OidcServer]:
+def oidc_keycloak_server() -> Iterator[OidcServer]:
     with OidcServer(mode="keycloak", access_ttl=ACCESS_TTL) as server:
         yield server
 
 
 @pytest.fixture(scope="session")
-def plain_server() -> Iterator[OidcServer]:
+def oidc_plain_server() -> Iterator[OidcServer]:
     with OidcServer(mode="plain", access_ttl=ACCESS_TTL) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def embedded_keycloak_server() -> Iterator[AuthServer]:
+    with AuthServer(mode="keycloak", access_ttl=ACCESS_TTL) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def embedded_plain_server() -> Iterator[AuthServer]:
+    with AuthServer(mode="plain", access_ttl=ACCESS_TTL) as server:
+        yield server
+
+
+def _pick(request: pytest.FixtureRequest, kind: str, mode: str) -> OidcServer:
+    prefix = "oidc" if kind == "oidc-provider" else "embedded"
+    server: OidcServer = request.getfixturevalue(f"{prefix}_{mode}_server")
+    return server
+
+
+@pytest.fixture
+def keycloak_server(server_kind: str, request: pytest.FixtureRequest) -> OidcServer:
+    return _pick(request, server_kind, "keycloak")
+
+
+@pytest.fixture
+def plain_server(server_kind: str, request: pytest.FixtureRequest) -> OidcServer:
+    return _pick(request, server_kind, "plain")
 
 
 @pytest.fixture
