@@ -156,3 +156,22 @@ class AuthorizationPending(Exception):
     def __init__(self, slow: bool) -> None:
         super().__init__("slow_down" if slow else "authorization_pending")
         self.slow = slow
+
+
+# Tracebacks name the public home (``deviceauth.LoginRequired``) even when the package's lazy
+# attributes were never touched.
+for _error in (
+    DeviceAuthError,
+    LoginRequired,
+    AuthorizationError,
+    AccessDenied,
+    DeviceCodeExpired,
+    TokenRejected,
+    ServerError,
+    DiscoveryError,
+    CacheError,
+    LockTimeout,
+    InsecureTransport,
+):
+    _error.__module__ = "deviceauth"
+del _error

@@ -45,6 +45,7 @@ __all__ = [
     "Written",
 ]
 
+
 @dataclass(frozen=True, slots=True)
 class Record:
     """One stored identity and its token."""
