@@ -1,0 +1,868 @@
+"""A token store in Redis, so that many hosts share one login and one refresh per expiry.
+
+    {prefix}id:<h>        hash: data (the token blob: JSON, or Fernet-encrypted JSON)
+                                rt   (sha256 of the stored refresh token, "" when there is none)
+    {prefix}server:<h>    the issuer's discovery document (public, never encrypted)
+    {prefix}lock:<h>      the identity's lock: a random owner token, SET NX PX, extended while held
+    {prefix}login:<h>     a login in progress (LoginInProgress JSON), expiring with the lock
+    {prefix}identities    set of every stored <h> (for ``records()``)
+    {prefix}version       counter bumped by every write and delete (``version()``)
+    {prefix}changed:<h>   pub/sub channel: a message after every write, delete and unlock
+
+``<h>`` is a hash of the identity key (or issuer), so hostile identity strings never shape key
+names. Every change is a Lua script, so it is atomic on the server:
+
+- the lock is released and extended only by the owner token that took it (compare-and-delete,
+  compare-and-pexpire), so a holder whose lock expired can never free or extend another's;
+- ``put`` stores a token only if the stored refresh token is still the one this holder started
+  from (compare-and-set). That is the fencing: a holder paused past its lock's expiry while
+  another refreshed cannot overwrite the newer session. A retried script (reply lost on the
+  network) finds its own write and succeeds instead of reporting a conflict.
+
+Waiters subscribe to the identity's channel and sleep until a message or the lock's remaining
+life (a dead holder's lock expires silently), so a herd wakes on the holder's write instead of
+polling. Everything read from Redis is treated as hostile: wrong types, bad JSON and oversized
+values are ignored entries; every Redis failure is a ``CacheError`` naming the store, never the
+password, bounded by socket timeouts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from typing import Any, NoReturn
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+import redis
+from redis.backoff import ConstantBackoff
+from redis.retry import Retry
+
+from ._exceptions import CacheError, LockTimeout
+from ._settings import Identity
+from ._store import LoginInProgress, Record, StaleWrite, Transaction, Written
+from ._token import Token, fingerprint
+
+__all__ = ["RedisStore"]
+
+log = logging.getLogger("deviceauth.redis")
+
+DEFAULT_PREFIX = "deviceauth:"
+DEFAULT_LOCK_TIMEOUT = 30.0
+# A holder extends its lock every third of this while it works; a dead holder blocks others this long.
+DEFAULT_LOCK_TTL = 10.0
+DEFAULT_SOCKET_TIMEOUT = 5.0
+PASSWORD_ENV = "DEVICEAUTH_REDIS_PASSWORD"  # noqa: S105 (the name of a variable)
+ENCRYPTION_KEY_ENV = "DEVICEAUTH_ENCRYPTION_KEY"
+# Bigger than any real token blob or discovery document; a hostile value is not parsed.
+MAX_VALUE_BYTES = 256 * 1024
+MAX_RECORDS = 10_000
+# A login marker claiming more than this is hostile or broken: waiters do not trust it further.
+MAX_LOGIN_WAIT = 3600.0
+# Without a subscription (it failed), waiters poll the lock at most this far apart.
+_POLL_FIRST = 0.01
+_POLL_LONGEST = 0.25
+# With a subscription, a waiter still re-checks at least this often (a message can be lost on reconnect).
+_SUBSCRIBED_LONGEST = 1.0
+_URL_OPTIONS = frozenset({"db", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "prefix", "socket_timeout", "lock_ttl"})
+
+# KEYS: lock, login   ARGV: owner, ttl_ms -> {1} acquired, or {0, pttl, login marker or false}
+_ACQUIRE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1} end
+local marker = false
+if redis.call('TYPE', KEYS[2]).ok == 'string' then marker = redis.call('GET', KEYS[2]) end
+return {0, redis.call('PTTL', KEYS[1]), marker}
+"""
+# KEYS: lock, login   ARGV: owner, ttl_ms, login marker ("" for none), login ttl_ms -> 1 extended, 0 lost
+_EXTEND = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('PEXPIRE', KEYS[2], ARGV[4]) end
+return 1
+"""
+# KEYS: lock   ARGV: owner, channel -> 1 released, 0 it was no longer ours
+_RELEASE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[2], 'unlock')
+return 1
+"""
+# KEYS: login   ARGV: marker -> 1 removed
+_CLEAR_MARKER = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+_BUMP = """
+local function bump(key)
+  local ok = redis.pcall('INCR', key)
+  if type(ok) == 'table' and ok.err then redis.call('SET', key, '1') end
+end
+local function stored_rt(key)
+  local kind = redis.call('TYPE', key).ok
+  if kind == 'none' then return '' end
+  if kind ~= 'hash' then return '\\0wrongtype' end
+  return redis.call('HGET', key, 'rt') or ''
+end
+"""
+# KEYS: id, version, index, server   ARGV: expected rt, new rt, data, channel, member, server doc ("": keep)
+# -> 1 stored, 0 the stored refresh token is no longer the expected one
+_PUT = (
+    _BUMP
+    + """
+local current = stored_rt(KEYS[1])
+if current ~= ARGV[1] then
+  if not (current == ARGV[2] and redis.call('HGET', KEYS[1], 'data') == ARGV[3]) then return 0 end
+end
+if current == '\\0wrongtype' then redis.call('DEL', KEYS[1]) end
+redis.call('HSET', KEYS[1], 'data', ARGV[3], 'rt', ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[5])
+if ARGV[6] ~= '' then redis.call('SET', KEYS[4], ARGV[6]) end
+bump(KEYS[2])
+redis.call('PUBLISH', ARGV[4], 'put')
+return 1
+"""
+)
+# KEYS: id, version, index   ARGV: expected rt ("\\x00any": whatever is stored), channel, member -> 1 deleted
+_DELETE = (
+    _BUMP
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SREM', KEYS[3], ARGV[3]) return 0 end
+if ARGV[1] ~= '\\0any' and stored_rt(KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[3], ARGV[3])
+bump(KEYS[2])
+redis.call('PUBLISH', ARGV[2], 'delete')
+return 1
+"""
+)
+# KEYS: key   ARGV: hash field ("" for a string key), size cap -> {value, rt} / {false} / {'toobig'}
+_READ = (
+    _BUMP
+    + """
+local kind = redis.call('TYPE', KEYS[1]).ok
+if ARGV[1] == '' then
+  if kind ~= 'string' then return {false} end
+  if redis.call('STRLEN', KEYS[1]) > tonumber(ARGV[2]) then return {'toobig'} end
+  return {redis.call('GET', KEYS[1])}
+end
+if kind == 'none' then return {false, ''} end
+if kind ~= 'hash' then return {false, stored_rt(KEYS[1])} end
+if redis.call('HSTRLEN', KEYS[1], ARGV[1]) > tonumber(ARGV[2]) then return {'toobig', stored_rt(KEYS[1])} end
+return {redis.call('HGET', KEYS[1], ARGV[1]) or false, stored_rt(KEYS[1])}
+"""
+)
+_ANY = "\x00any"
+
+
+def _hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _rt_digest(refresh_token: str | None) -> str:
+    # Only a digest of the refresh token is stored in clear, for the compare-and-set script.
+    return hashlib.sha256(refresh_token.encode()).hexdigest() if refresh_token else ""
+
+
+class RedisStore:
+    """Tokens in one Redis database under one key prefix, shared by every host that names it.
+
+    ``client_or_url`` is a ``redis://``, ``rediss://`` or ``unix://`` URL, or a ``redis.Redis``
+    client. The password may come from the URL, ``password=`` or ``$DEVICEAUTH_REDIS_PASSWORD``;
+    ``encryption_key`` (a Fernet key, or ``$DEVICEAUTH_ENCRYPTION_KEY``) encrypts every stored token.
+    """
+
+    def __init__(
+        self,
+        client_or_url: redis.Redis | str,
+        *,
+        prefix: str | None = None,
+        lock_timeout: float | None = None,
+        lock_ttl: float | None = None,
+        encryption_key: str | bytes | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        db: int | None = None,
+        ssl_ca_certs: str | None = None,
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
+        socket_timeout: float | None = None,
+    ) -> None:
+        explicit = {
+            "prefix": prefix,
+            "lock_timeout": lock_timeout,
+            "lock_ttl": lock_ttl,
+            "encryption_key": encryption_key,
+            "username": username,
+            "password": password,
+            "db": db,
+            "ssl_ca_certs": ssl_ca_certs,
+            "ssl_certfile": ssl_certfile,
+            "ssl_keyfile": ssl_keyfile,
+            "socket_timeout": socket_timeout,
+        }
+        self._explicit = {name: value for name, value in explicit.items() if value is not None}
+        if isinstance(client_or_url, str):
+            self._url: str | None = client_or_url
+            connect, url_options = _parse_url(client_or_url)
+        elif isinstance(client_or_url, redis.Redis):
+            self._url = None
+            connect, url_options = _describe_client(client_or_url), {}
+        else:
+            raise TypeError(
+                f"RedisStore needs a redis:// URL or a redis.Redis client, not {type(client_or_url).__name__}"
+            )
+        options = {**url_options, **self._explicit}
+        self.prefix = str(options.get("prefix", DEFAULT_PREFIX))
+        self.lock_timeout = _seconds("lock_timeout", options.get("lock_timeout", DEFAULT_LOCK_TIMEOUT), 0.0)
+        self.lock_ttl = _seconds("lock_ttl", options.get("lock_ttl", DEFAULT_LOCK_TTL), 0.05)
+        self.socket_timeout = _seconds("socket_timeout", options.get("socket_timeout", DEFAULT_SOCKET_TIMEOUT), 0.0)
+        for name in ("username", "password", "db", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+            if name in options:
+                connect[name] = options[name]
+        if "password" not in connect and os.environ.get(PASSWORD_ENV):
+            connect["password"] = os.environ[PASSWORD_ENV]
+        if isinstance(client_or_url, redis.Redis):
+            connect.setdefault("password", client_or_url.connection_pool.connection_kwargs.get("password"))
+        self._secret = str(connect.get("password") or "")
+        self.location = _location(connect, self.prefix)
+        key = options.get("encryption_key") or os.environ.get(ENCRYPTION_KEY_ENV) or None
+        self._fernet = _fernet(key, self.location) if key else None
+        if isinstance(client_or_url, redis.Redis):
+            self._client = client_or_url
+        else:
+            self._client = self._connect(connect)
+        self._scripts = {
+            name: self._client.register_script(text)
+            for name, text in (
+                ("acquire", _ACQUIRE),
+                ("extend", _EXTEND),
+                ("release", _RELEASE),
+                ("clear_marker", _CLEAR_MARKER),
+                ("put", _PUT),
+                ("delete", _DELETE),
+                ("read", _READ),
+            )
+        }
+
+    @classmethod
+    def from_url(cls, url: str, *, lock_timeout: float | None = None, **options: Any) -> RedisStore:
+        return cls(url, lock_timeout=lock_timeout, **options)
+
+    def _connect(self, connect: dict[str, Any]) -> redis.Redis:
+        tls = connect.pop("tls", False)
+        path = connect.pop("path", None)
+        common: dict[str, Any] = {
+            "socket_timeout": self.socket_timeout,
+            "socket_connect_timeout": self.socket_timeout,
+            # One quick retry covers a pooled connection that died (Redis restarted); more would
+            # only delay the typed error the caller needs.
+            "retry": Retry(ConstantBackoff(0.05), 1),
+            "health_check_interval": 30,
+        }
+        if path is not None:
+            return redis.Redis(unix_socket_path=path, db=connect.get("db", 0), **_credentials(connect), **common)
+        tls_options: dict[str, Any] = {}
+        if tls:
+            tls_options = {
+                "ssl": True,
+                **{k: connect[k] for k in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile") if connect.get(k)},
+            }
+        return redis.Redis(
+            host=connect.get("host", "localhost"),
+            port=connect.get("port", 6379),
+            db=connect.get("db", 0),
+            **_credentials(connect),
+            **tls_options,
+            **common,
+        )
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self.location!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self._url is None:
+            raise TypeError("a RedisStore built from a redis.Redis client cannot be pickled; build it from a URL")
+        return (_reopen, (self._url, self._explicit))
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- keys -----------------------------------------------------------------------------------
+
+    def _keys(self, identity: Identity) -> _Keys:
+        h = _hash(identity.key)
+        p = self.prefix
+        return _Keys(
+            h, f"{p}id:{h}", f"{p}lock:{h}", f"{p}login:{h}", f"{p}changed:{h}", f"{p}server:{_hash(identity.issuer)}"
+        )
+
+    @property
+    def _version_key(self) -> str:
+        return f"{self.prefix}version"
+
+    @property
+    def _index_key(self) -> str:
+        return f"{self.prefix}identities"
+
+    # -- the protocol ---------------------------------------------------------------------------
+
+    def version(self) -> Hashable:
+        with self._errors("cannot be read"):
+            value = self._client.get(self._version_key)
+        return value if isinstance(value, bytes) and len(value) <= 32 else None
+
+    def read(self, identity: Identity) -> Token | None:
+        token, _ = self._read_token(self._keys(identity), identity)
+        return token
+
+    def metadata(self, issuer: str) -> dict[str, Any] | None:
+        raw = self._run("read", [f"{self.prefix}server:{_hash(issuer)}"], ["", MAX_VALUE_BYTES], "cannot be read")
+        value = raw[0] if isinstance(raw, list) and raw else None
+        if not isinstance(value, bytes):
+            return None
+        try:
+            doc = json.loads(value)
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if isinstance(doc, dict) and doc.get("issuer") == issuer and isinstance(doc.get("metadata"), dict):
+            metadata: dict[str, Any] = doc["metadata"]
+            return metadata
+        return None
+
+    @contextlib.contextmanager
+    def transaction(
+        self,
+        identity: Identity,
+        *,
+        since: Hashable = None,
+        usable: Callable[[Token], bool] | None = None,
+        on_wait: Callable[[LoginInProgress], None] | None = None,
+    ) -> Iterator[Transaction | Written]:
+        keys = self._keys(identity)
+        owner = secrets.token_hex(16)
+        written = self._acquire(identity, keys, owner, since=since, usable=usable, on_wait=on_wait)
+        if written is not None:
+            yield Written(written)
+            return
+        holding = _Holding(self, keys, owner)
+        try:
+            token, stored_rt = self._read_token(keys, identity)
+            holding.start()
+            yield _RedisTransaction(self, identity, keys, holding, token, stored_rt, self.metadata(identity.issuer))
+        finally:
+            holding.stop()
+            try:
+                self._run("release", [keys.lock], [owner, keys.channel], "cannot release the lock")
+            except CacheError as exc:
+                log.warning("%s; it expires by itself within %g s", exc.message, self.lock_ttl)
+
+    def login_in_progress(self) -> LoginInProgress | None:
+        now = time.time()
+        with self._errors("cannot be read"):
+            cursor: Any = 0
+            for _ in range(100):  # bounded: a huge keyspace is scanned only so far
+                cursor, found = self._client.scan(cursor, match=f"{self.prefix}login:*", count=500)
+                for key in found:
+                    login = _marker(self._client.get(key))
+                    if login is not None and login.alive(now):
+                        return login
+                if not cursor:
+                    break
+        return None
+
+    def records(self) -> Iterator[Record]:
+        with self._errors("cannot be read"):
+            members = self._client.srandmember(self._index_key, MAX_RECORDS) or []
+        for member in sorted(m for m in members if isinstance(m, bytes) and len(m) == 32):
+            h = member.decode("ascii", "replace")
+            keys = _Keys(h, f"{self.prefix}id:{h}", "", "", "", "")
+            blob = self._read_blob(keys)
+            if blob is None or blob[0] is None:
+                continue
+            record = self._decode(blob[0], None)
+            if record is not None:
+                yield record
+
+    def forget(self, identity: Identity) -> Token | None:
+        with self.transaction(identity) as held:
+            assert isinstance(held, _RedisTransaction)  # no `usable`: never handed a Written
+            token = held.token
+            held.delete(unless_changed_from=None)
+            return token
+
+    # -- waiting for the lock -------------------------------------------------------------------
+
+    def _acquire(
+        self,
+        identity: Identity,
+        keys: _Keys,
+        owner: str,
+        *,
+        since: Hashable,
+        usable: Callable[[Token], bool] | None,
+        on_wait: Callable[[LoginInProgress], None] | None,
+    ) -> Token | None:
+        """Take the lock (None) or return a usable token its holder wrote while we waited."""
+        attempt = self._try_lock(keys, owner)
+        if attempt is None:
+            return None
+        deadline = time.monotonic() + self.lock_timeout
+        told = False
+        subscription = self._subscribe(keys.channel)
+        poll = _POLL_FIRST
+        try:
+            while True:
+                # Subscribed first, then checked: a write between the two is seen by one or the other.
+                if usable is not None and (since is None or self.version() != since):
+                    token = self.read(identity)
+                    if token is not None and usable(token):
+                        return token
+                attempt = self._try_lock(keys, owner)
+                if attempt is None:
+                    return None
+                pttl, login = attempt
+                if login is not None and login.alive(time.time()):
+                    if not told and on_wait is not None:
+                        on_wait(login)
+                    told = True
+                    until = min(login.expires_at - time.time(), MAX_LOGIN_WAIT)
+                    deadline = max(deadline, time.monotonic() + until + 1.0)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise LockTimeout(
+                        f"timed out after {self.lock_timeout:g} s waiting for the lock of {identity.key} "
+                        f"in {self.location}; another process holds it",
+                        lock_file=f"{self.location}lock:{keys.h}",
+                    )
+                lock_left = pttl / 1000 + 0.002 if pttl > 0 else _SUBSCRIBED_LONGEST
+                if subscription is not None:
+                    subscription = self._wait_message(subscription, min(remaining, lock_left, _SUBSCRIBED_LONGEST))
+                else:
+                    time.sleep(min(remaining, lock_left, poll))
+                    poll = min(poll * 2, _POLL_LONGEST)
+        finally:
+            if subscription is not None:
+                with contextlib.suppress(redis.RedisError, OSError):
+                    subscription.close()
+
+    def _try_lock(self, keys: _Keys, owner: str) -> tuple[int, LoginInProgress | None] | None:
+        reply = self._run("acquire", [keys.lock, keys.login], [owner, _ms(self.lock_ttl)], "cannot take the lock")
+        if not isinstance(reply, list) or not reply:
+            return -1, None
+        if reply[0] == 1:
+            return None
+        pttl = reply[1] if len(reply) > 1 and isinstance(reply[1], int) else -1
+        return pttl, _marker(reply[2] if len(reply) > 2 else None)
+
+    def _subscribe(self, channel: str) -> Any:
+        try:
+            pubsub = self._client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+            pubsub.subscribe(channel)
+            return pubsub
+        except (redis.RedisError, OSError) as exc:
+            log.debug("cannot subscribe to %s (%s); polling the lock instead", channel, type(exc).__name__)
+            return None
+
+    def _wait_message(self, pubsub: Any, timeout: float) -> Any:
+        """Sleep until a message on the channel or ``timeout``; None when the subscription broke."""
+        try:
+            message = pubsub.get_message(timeout=max(timeout, 0.0))
+            for _ in range(1000):  # drain the backlog: one re-check covers them all
+                if message is None:
+                    break
+                message = pubsub.get_message(timeout=0.0)
+            return pubsub
+        except (redis.RedisError, OSError, ValueError) as exc:
+            log.debug("the subscription broke (%s); polling the lock instead", type(exc).__name__)
+            with contextlib.suppress(redis.RedisError, OSError):
+                pubsub.close()
+            return None
+
+    # -- reading and writing blobs --------------------------------------------------------------
+
+    def _read_blob(self, keys: _Keys) -> tuple[bytes | None, str] | None:
+        reply = self._run("read", [keys.id], ["data", MAX_VALUE_BYTES], "cannot be read")
+        if not isinstance(reply, list) or len(reply) < 2:
+            return None
+        stored_rt = reply[1].decode("utf-8", "replace") if isinstance(reply[1], bytes) else ""
+        if reply[0] == b"toobig":
+            log.warning("ignoring an oversized entry %s in %s", keys.id, self.location)
+            return None, stored_rt
+        return (reply[0] if isinstance(reply[0], bytes) else None), stored_rt
+
+    def _read_token(self, keys: _Keys, identity: Identity) -> tuple[Token | None, str]:
+        blob = self._read_blob(keys)
+        if blob is None:
+            return None, ""
+        data, stored_rt = blob
+        if data is None:
+            return None, stored_rt
+        record = self._decode(data, identity)
+        return (record.token if record is not None else None), stored_rt
+
+    def _decode(self, data: bytes, identity: Identity | None) -> Record | None:
+        plain = self._decrypt(data)
+        try:
+            doc = json.loads(plain)
+            who = doc["identity"]
+            found = Identity(issuer=who["issuer"], client_id=who["client_id"], scope=who.get("scope"))
+            if not all(isinstance(v, str) for v in (found.issuer, found.client_id)) or not isinstance(
+                found.scope, str | None
+            ):
+                raise TypeError("identity fields")
+            if identity is not None and found != identity:
+                raise ValueError("another identity")
+            token = _checked_token(doc["token"])
+        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError, RecursionError):
+            log.warning("ignoring a malformed entry in %s", self.location)
+            return None
+        return Record(found, token)
+
+    def _encode(self, identity: Identity, token: Token) -> bytes:
+        doc = {
+            "v": 1,
+            "identity": {"issuer": identity.issuer, "client_id": identity.client_id, "scope": identity.scope},
+            "token": token.to_json(),
+        }
+        plain = json.dumps(doc, separators=(",", ":")).encode()
+        return self._fernet.encrypt(plain) if self._fernet is not None else plain
+
+    def _decrypt(self, data: bytes) -> bytes:
+        looks_encrypted = data.startswith(b"gAAAAA")
+        if self._fernet is None:
+            if looks_encrypted:
+                raise CacheError(
+                    f"the tokens in {self.location} are encrypted; pass encryption_key= (or set ${ENCRYPTION_KEY_ENV})",
+                    path=self.location,
+                )
+            return data
+        from cryptography.fernet import InvalidToken
+
+        try:
+            plain: bytes = self._fernet.decrypt(data)
+            return plain
+        except InvalidToken:
+            what = "was encrypted with another key" if looks_encrypted else "is not encrypted"
+            raise CacheError(
+                f"a token in {self.location} {what}; check encryption_key (or ${ENCRYPTION_KEY_ENV})",
+                path=self.location,
+            ) from None
+
+    # -- Redis calls ----------------------------------------------------------------------------
+
+    def _run(self, script: str, keys: list[str], args: list[Any], what: str) -> Any:
+        with self._errors(what):
+            return self._scripts[script](keys=keys, args=args)
+
+    @contextlib.contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except redis.RedisError as exc:
+            self._fail(what, exc)
+        except OSError as exc:  # a socket error redis-py did not wrap
+            self._fail(what, exc)
+
+    def _fail(self, what: str, exc: BaseException) -> NoReturn:
+        detail = _explain(exc, self.socket_timeout)
+        raw = str(exc)[:200]
+        if self._secret:
+            raw = raw.replace(self._secret, "***")
+        raise CacheError(f"the token store {self.location} {what}: {detail} ({raw})", path=self.location) from exc
+
+
+class _Keys:
+    __slots__ = ("channel", "h", "id", "lock", "login", "server")
+
+    def __init__(self, h: str, id_: str, lock: str, login: str, channel: str, server: str) -> None:
+        self.h, self.id, self.lock, self.login, self.channel, self.server = h, id_, lock, login, channel, server
+
+
+class _Holding:
+    """The lock while held: extends it (and our login marker) in the background, notices losing it."""
+
+    def __init__(self, store: RedisStore, keys: _Keys, owner: str) -> None:
+        self.store, self.keys, self.owner = store, keys, owner
+        self.marker = ""  # our login marker's exact value, while one is shown
+        self.marker_expires_at = 0.0
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="deviceauth-redis-lock", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(self.store.socket_timeout * 2 + 1)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.store.lock_ttl / 3):
+            try:
+                if not self.extend():
+                    log.warning("lost the lock on %s (expired while paused?)", self.keys.id)
+                    return
+            except CacheError as exc:
+                log.warning("%s; trying again", exc.message)
+
+    def extend(self) -> bool:
+        login_ms = 0
+        if self.marker:
+            login_ms = max(1, min(_ms(self.store.lock_ttl), _ms(self.marker_expires_at - time.time())))
+        reply = self.store._run(
+            "extend",
+            [self.keys.lock, self.keys.login],
+            [self.owner, _ms(self.store.lock_ttl), self.marker, login_ms],
+            "cannot extend the lock",
+        )
+        if reply != 1:
+            self.lost = True
+        return bool(reply == 1)
+
+
+class _RedisTransaction:
+    """One identity as re-read under its Redis lock."""
+
+    def __init__(
+        self,
+        store: RedisStore,
+        identity: Identity,
+        keys: _Keys,
+        holding: _Holding,
+        token: Token | None,
+        stored_rt: str,
+        metadata: dict[str, Any] | None,
+    ) -> None:
+        self._store, self._identity, self._keys, self._holding = store, identity, keys, holding
+        self._token, self._stored_rt, self._metadata = token, stored_rt, metadata
+
+    @property
+    def token(self) -> Token | None:
+        return self._token
+
+    @property
+    def metadata(self) -> dict[str, Any] | None:
+        return self._metadata
+
+    def _expected(self, refresh_token: str | None) -> str:
+        # Replacing what we read under the lock (even an unreadable entry) means "unchanged since then".
+        read = self._token.refresh_token if self._token is not None else None
+        return self._stored_rt if refresh_token == read else _rt_digest(refresh_token)
+
+    def put(self, token: Token, *, replacing: str | None, metadata: Mapping[str, Any] | None = None) -> None:
+        store, keys = self._store, self._keys
+        server = json.dumps({"issuer": self._identity.issuer, "metadata": dict(metadata)}) if metadata else ""
+        new_rt = _rt_digest(token.refresh_token)
+        reply = store._run(
+            "put",
+            [keys.id, store._version_key, store._index_key, keys.server],
+            [self._expected(replacing), new_rt, store._encode(self._identity, token), keys.channel, keys.h, server],
+            "cannot be written",
+        )
+        if reply != 1:
+            log.warning(
+                "refused to store token %s for %s: another process changed the session meanwhile",
+                fingerprint(token.access_token),
+                self._identity.key,
+            )
+            raise StaleWrite(f"the session of {self._identity.key} changed in {store.location}")
+        self._token, self._stored_rt = token, new_rt
+        if metadata:
+            self._metadata = dict(metadata)
+
+    def delete(self, *, unless_changed_from: str | None) -> bool:
+        store, keys = self._store, self._keys
+        expected = _ANY if unless_changed_from is None else self._expected(unless_changed_from)
+        reply = store._run(
+            "delete",
+            [keys.id, store._version_key, store._index_key],
+            [expected, keys.channel, keys.h],
+            "cannot be written",
+        )
+        if reply == 1:
+            self._token, self._stored_rt = None, ""
+        return bool(reply == 1)
+
+    @contextlib.contextmanager
+    def login_marker(self, expires_at: float) -> Iterator[None]:
+        store, holding = self._store, self._holding
+        marker = json.dumps(LoginInProgress.here(expires_at).to_json())
+        ttl = max(1, min(_ms(store.lock_ttl), _ms(expires_at - time.time())))
+        with store._errors("cannot be written"):
+            store._client.set(self._keys.login, marker, px=ttl)
+        holding.marker, holding.marker_expires_at = marker, expires_at
+        try:
+            yield
+        finally:
+            holding.marker = ""
+            try:
+                store._run("clear_marker", [self._keys.login], [marker], "cannot be written")
+            except CacheError as exc:
+                log.warning("%s; the login marker expires by itself", exc.message)
+
+    def keep_alive(self) -> None:
+        """Extend the lock now; if it expired meanwhile, take it back unless someone changed the session."""
+        holding = self._holding
+        if holding.extend():
+            return
+        store, keys = self._store, self._keys
+        if store._try_lock(keys, holding.owner) is None:
+            blob = store._read_blob(keys)
+            if (blob[1] if blob is not None else "") == self._stored_rt:
+                holding.lost = False
+                holding.start()
+                log.info("re-took the expired lock on %s; nothing changed meanwhile", keys.id)
+                return
+            store._run("release", [keys.lock], [holding.owner, keys.channel], "cannot release the lock")
+        raise StaleWrite(f"lost the lock of {self._identity.key} in {store.location}")
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _reopen(url: str, options: dict[str, Any]) -> RedisStore:
+    return RedisStore(url, **options)
+
+
+def _ms(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000))
+
+
+def _seconds(name: str, value: Any, minimum: float) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number of seconds") from None
+    if not math.isfinite(seconds) or seconds < minimum:
+        raise ValueError(f"{name} must be a finite number of seconds >= {minimum:g}")
+    return seconds
+
+
+def _parse_url(url: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Connection arguments and store options from a store URL (our parser: we decide what is accepted)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise ValueError("the Redis URL is malformed") from None  # the URL may hold a password: not echoed
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("a Redis store URL starts with redis://, rediss:// or unix://")
+    query = {name: values[-1] for name, values in parse_qs(parts.query, keep_blank_values=True).items()}
+    unknown = set(query) - _URL_OPTIONS
+    if unknown:
+        raise ValueError(f"unknown Redis URL option(s): {', '.join(sorted(unknown))}")
+    connect: dict[str, Any] = {}
+    if parts.username:
+        connect["username"] = unquote(parts.username)
+    if parts.password:
+        connect["password"] = unquote(parts.password)
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ValueError("a unix:// Redis URL needs a socket path: unix:///path/to/redis.sock")
+        connect["path"] = unquote(parts.path)
+    else:
+        connect["host"] = parts.hostname or "localhost"
+        connect["port"] = port or 6379
+        connect["tls"] = parts.scheme == "rediss"
+        db_path = parts.path.strip("/")
+        if db_path:
+            if not db_path.isdigit():
+                raise ValueError("the path of a Redis URL is the database number, e.g. redis://host:6379/0")
+            connect["db"] = int(db_path)
+    options: dict[str, Any] = {}
+    for name, value in query.items():
+        if name == "db":
+            if not value.isdigit():
+                raise ValueError("db must be a database number")
+            connect["db"] = int(value)
+        else:
+            options[name] = value
+    return connect, options
+
+
+def _describe_client(client: redis.Redis) -> dict[str, Any]:
+    kwargs = client.connection_pool.connection_kwargs
+    if kwargs.get("path"):
+        return {"path": kwargs["path"], "db": kwargs.get("db", 0)}
+    return {"host": kwargs.get("host", "localhost"), "port": kwargs.get("port", 6379), "db": kwargs.get("db", 0)}
+
+
+def _credentials(connect: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: connect[k] for k in ("username", "password") if connect.get(k)}
+
+
+def _location(connect: Mapping[str, Any], prefix: str) -> str:
+    db = connect.get("db", 0)
+    if connect.get("path"):
+        return f"unix://{quote(connect['path'])}?db={db}#{prefix}"
+    scheme = "rediss" if connect.get("tls") else "redis"
+    host = connect.get("host", "localhost")
+    host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{host}:{connect.get('port', 6379)}/{db}/{prefix}"
+
+
+def _fernet(key: str | bytes, location: str) -> Any:
+    from cryptography.fernet import Fernet
+
+    try:
+        return Fernet(key)
+    except (ValueError, TypeError):
+        raise ValueError(
+            "encryption_key must be a Fernet key (32 url-safe base64-encoded bytes, e.g. from "
+            "cryptography.fernet.Fernet.generate_key())"
+        ) from None
+
+
+def _marker(raw: Any) -> LoginInProgress | None:
+    if not isinstance(raw, bytes) or len(raw) > 4096:
+        return None
+    try:
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            return None
+        login = LoginInProgress.from_json(data)
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return None
+    return login if math.isfinite(login.expires_at) else None
+
+
+def _checked_token(data: Any) -> Token:
+    if not isinstance(data, dict):
+        raise TypeError("token")
+    if not isinstance(data.get("access_token"), str) or not data["access_token"]:
+        raise TypeError("access_token")
+    for name in ("refresh_token", "id_token", "scope", "token_type"):
+        if data.get(name) is not None and not isinstance(data[name], str):
+            raise TypeError(name)
+    for name in ("expires_at", "obtained_at", "refresh_expires_at"):
+        value = data.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise TypeError(name)
+        if value is not None and not math.isfinite(value):
+            raise ValueError(name)
+    return Token.from_json(data)
+
+
+def _explain(exc: BaseException, socket_timeout: float) -> str:
+    if isinstance(exc, redis.AuthenticationError):
+        return "Redis refused the username or password"
+    if isinstance(exc, redis.exceptions.NoPermissionError | redis.exceptions.AuthorizationError):
+        return "the Redis user lacks a permission deviceauth needs (see the README's ACL line)"
+    if isinstance(exc, redis.TimeoutError):
+        return f"Redis did not answer within {socket_timeout:g} s"
+    if isinstance(exc, redis.ConnectionError | OSError):
+        return "cannot reach Redis (is it running, and is the address right?)"
+    if isinstance(exc, redis.ReadOnlyError):
+        return "this Redis is a read-only replica; point deviceauth at the primary"
+    if isinstance(exc, redis.exceptions.OutOfMemoryError):
+        return "Redis is out of memory (maxmemory reached)"
+    return "Redis answered with an error"
