@@ -53,6 +53,10 @@ class RedisServer:
         return f"redis://{user}:{secret}@127.0.0.1:{self.port}/{db}"
 
     @property
+    def socket_path(self) -> Path:
+        return self.directory / "redis.sock"
+
+    @property
     def address(self) -> str:
         return f"redis://127.0.0.1:{self.port}"
 
@@ -71,6 +75,8 @@ class RedisServer:
             "--daemonize", "no",
             "--protected-mode", "yes",
             "--databases", "64",
+            "--unixsocket", str(self.socket_path),
+            "--unixsocketperm", "700",
             "--logfile", str(self.directory / "redis.log"),
         ]  # fmt: skip
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)

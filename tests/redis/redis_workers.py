@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -48,7 +49,6 @@ def log_holds(store: TokenStore, log_path: str, rounds: int, hold: float) -> Non
 def hold_then_put(store: TokenStore, ready: str, go: str, result: str) -> None:
     """Take the lock, say so, wait for ``go`` (the parent pauses us meanwhile), then try to write."""
     with store.transaction(IDENTITY) as tx:
-        assert not hasattr(tx, "token") or True
         started_from = tx.token.refresh_token if tx.token is not None else None  # type: ignore[union-attr]
         Path(ready).touch()
         wait_for(Path(go))
@@ -63,8 +63,8 @@ def hold_then_put(store: TokenStore, ready: str, go: str, result: str) -> None:
 
 def hold_forever(store: TokenStore, ready: str, login_for: float) -> None:
     """Take the lock (and, if asked, show a login) and never let go, until killed."""
-    with store.transaction(IDENTITY) as tx:
+    with store.transaction(IDENTITY) as tx, contextlib.ExitStack() as login:
         if login_for:
-            tx.login_marker(time.time() + login_for).__enter__()  # type: ignore[union-attr]
+            login.enter_context(tx.login_marker(time.time() + login_for))  # type: ignore[union-attr]
         Path(ready).touch()
         time.sleep(WAIT_LIMIT)
