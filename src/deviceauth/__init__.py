@@ -1,13 +1,15 @@
 """deviceauth: log in once with the OAuth 2.0 device flow, then pass ``auth=`` to your HTTP client.
 
-Tokens refresh by themselves and are shared through a locked, atomically written
-``.tokens.json`` so that many processes and threads refresh once, not once each.
+Tokens refresh by themselves and are shared through a token store (a locked, atomically
+written ``.tokens.json`` by default, or Redis for many hosts) so that many processes and
+threads refresh once, not once each.
 """
 
 from __future__ import annotations
 
-from ._auth import DeviceAuth
-from ._cache import default_cache_path
+from typing import Any
+
+from ._auth import DeviceAuth, LogoutResult
 from ._exceptions import (
     AccessDenied,
     AuthorizationError,
@@ -21,11 +23,12 @@ from ._exceptions import (
     ServerError,
     TokenRejected,
 )
+from ._filestore import FileStore, default_cache_path
 from ._flow import DeviceCode
 from ._prompt import default_prompt
+from ._source import TokenSource
+from ._store import TokenStore
 from ._token import Token
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AccessDenied",
@@ -36,13 +39,33 @@ __all__ = [
     "DeviceCode",
     "DeviceCodeExpired",
     "DiscoveryError",
+    "FileStore",
     "InsecureTransport",
     "LockTimeout",
     "LoginRequired",
+    "LogoutResult",
     "ServerError",
     "Token",
     "TokenRejected",
+    "TokenSource",
+    "TokenStore",
     "__version__",
     "default_cache_path",
     "default_prompt",
 ]
+
+# Tracebacks and reprs name the public home of each name, not the private module it lives in.
+for _name in __all__:
+    _member = globals().get(_name)
+    if isinstance(_member, type) or callable(_member):
+        _member.__module__ = __name__
+del _name, _member
+
+
+def __getattr__(name: str) -> Any:
+    # The version comes from the installed package's metadata, read only when asked for.
+    if name == "__version__":
+        from importlib.metadata import version
+
+        return version("deviceauth")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,139 +1,79 @@
-"""The token engine: the one place that decides where the next access token comes from.
+"""The token policy: the one place that decides where the next access token comes from.
 
-    memory (fresh?) ─no─► cache file, unlocked (fresh?) ─no─► lock ► re-read (fresh?) ─no─►
-        refresh with the refresh token read under the lock ─rejected─► compare-and-clear ► device login
-        ► atomic write ► unlock
+    memory fresh? ──yes──► use it                                 (the warm path: a clock read)
+      │no
+    store, lock-free: a usable token? ──yes──► adopt it
+      │no
+    store.transaction ──"the holder wrote one we can use"──► adopt it (no lock taken)
+      │ lock held, store re-read
+    usable now? ──yes──► adopt it
+      │no
+    refresh with the refresh token read under the lock ──► write ──► adopt
+      │rejected: delete the entry unless it changed, then
+    offline token (if configured) ──► write the access token ──► adopt
+      │none
+    device login (or LoginRequired where nobody can answer) ──► write ──► adopt
 
-Every adapter (requests, httpx, urllib3, ``get_token()``) asks ``TokenEngine.access_token()``.
-The warm path reads the clock and two attributes; nothing else. One ``_Identity`` per
-(process, cache file, issuer, client, scope, leeway) holds the in-memory token, so every
-object and adapter for that identity in a process shares it, and a ``threading.Lock`` makes
-threads single-flight before the file lock makes processes single-flight.
+Every adapter asks through ``TokenSource`` (``DeviceAuth`` implements it) and ends here. One
+``ProcessState`` per (store, identity, leeway) holds the in-memory token, so every object and
+adapter for that identity in a process shares it; its thread lock makes threads single-flight
+before the store's lock makes processes (and hosts) single-flight.
+
+Two failures never lose a session: when the store cannot take a new token (disk full, Redis
+down) the token stays in memory, is served and refreshed from there, and is written as soon as
+the store works again; and when a refresh fails for a transient reason while the current access
+token is still valid, that token keeps being served and the refresh is retried with backoff.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeGuard
 
-from ._cache import LockedCache, LoginInProgress, TokenCache
-from ._discovery import discover
-from ._exceptions import DiscoveryError, LoginRequired, ServerError, TokenRejected
-from ._flow import DeviceCode, run_device_flow
-from ._oauth import OAuthClient
+from ._exceptions import CacheError, LoginRequired, ServerError, TokenRejected
+from ._process import state_for
 from ._prompt import is_interactive, make_prompt
+from ._server import ServerSide
+from ._settings import Interaction, Settings
+from ._store import LoginInProgress, StaleWrite, TokenStore, Transaction, Written
 from ._token import Token, fingerprint
 
-__all__ = ["Settings", "TokenEngine", "identity_key"]
+__all__ = ["TokenEngine"]
 
 log = logging.getLogger("deviceauth")
 
-
-def normalize_scope(scope: str | list[str] | tuple[str, ...] | None) -> str | None:
-    if scope is None:
-        return None
-    parts = scope.split() if isinstance(scope, str) else list(scope)
-    return " ".join(sorted(set(parts))) or None
-
-
-def identity_key(issuer: str, client_id: str, scope: str | None) -> str:
-    return f"{issuer.rstrip('/')} {client_id} {scope or ''}".rstrip()
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything that defines an identity and how to reach its server; pickles as plain data."""
-
-    issuer: str
-    client_id: str
-    scope: str | None = None
-    cache_path: Path | None = None
-    client_secret: str | None = field(default=None, repr=False)
-    token_endpoint_auth_method: str | None = None
-    leeway: float | None = None
-    timeout: float = 30.0
-    lock_timeout: float | None = None
-    verify: bool | str = True
-    endpoints: tuple[tuple[str, str], ...] = ()
-    offline_token: str | None = field(default=None, repr=False)
-    store_offline_token: bool = False
-
-    def __post_init__(self) -> None:
-        # One spelling of the issuer everywhere it is a key (cache entries, server metadata).
-        object.__setattr__(self, "issuer", self.issuer.rstrip("/"))
-
-    @property
-    def key(self) -> str:
-        return identity_key(self.issuer, self.client_id, self.scope)
-
-
-@dataclass(frozen=True)
-class Interaction:
-    """How this caller may reach a person when a login is needed."""
-
-    interactive: bool | None = None  # None: decide when a login is needed (TTY or Jupyter)
-    prompt: Callable[[DeviceCode], None] | None = None
-    open_browser: bool | None = None
-
-
-class _Identity:
-    """The in-memory state one process keeps for one identity."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.token: Token | None = None
-        self.access_token = ""
-        self.due = 0.0  # when the access token stops being served from memory
-        self.metadata: dict[str, Any] | None = None
-        self.clients: dict[tuple[Any, ...], OAuthClient] = {}  # one per distinct client configuration
-        self.offline_token: str | None = None  # the latest one, if the server rotated it
-
-    def forget_process_resources(self) -> None:
-        # A forked child inherits this object: a lock another thread may have held at fork time,
-        # and an HTTP session whose sockets the parent still uses. The token itself stays valid.
-        self.lock = threading.Lock()
-        self.clients = {}
-
-
-_registry: dict[tuple[Any, ...], _Identity] = {}
-_registry_lock = threading.Lock()
-
-
-def _identity_for(settings: Settings, cache: TokenCache) -> _Identity:
-    key = (str(cache.path.resolve()), settings.key, settings.leeway)
-    with _registry_lock:
-        identity = _registry.get(key)
-        if identity is None:
-            identity = _registry[key] = _Identity()
-        return identity
-
-
-def _after_fork_in_child() -> None:
-    global _registry_lock
-    _registry_lock = threading.Lock()
-    for identity in _registry.values():
-        identity.forget_process_resources()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
+# After a transient refresh failure with a still-valid access token: retry after 1, 2, 4 ... s.
+_FIRST_RETRY = 1.0
+_LONGEST_RETRY = 30.0
 
 
 class TokenEngine:
+    """Access tokens for one identity in one store, from memory, the store, a refresh or a login.
+
+    :param settings: the identity and how to reach its server.
+    :param store: where tokens are shared (``FileStore``, ``RedisStore`` or your own ``TokenStore``).
+    :param clock: wall-clock seconds (tests inject a fake one); ``sleep`` waits between polls.
+    """
+
     def __init__(
-        self, settings: Settings, *, clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep
+        self,
+        settings: Settings,
+        store: TokenStore,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings
-        self.cache = TokenCache(settings.cache_path, lock_timeout=settings.lock_timeout)
+        self.store = store
+        self._identity = settings.identity
         self._clock = clock
         self._sleep = sleep
-        self._state = _identity_for(settings, self.cache)
+        self._state = state_for(store.location, settings.key, settings.leeway)
+        self.server = ServerSide(settings, self._state)
+        self._retry_after = _FIRST_RETRY
 
     # -- the hot path -------------------------------------------------------------------------
 
@@ -148,52 +88,167 @@ class TokenEngine:
         state = self._state
         return state.access_token if self._clock() < state.due else None
 
-    def replace_rejected(self, rejected: str, interaction: Interaction) -> str:
+    def replace_rejected(self, rejected: str | None, interaction: Interaction) -> str:
         """A token the API answered 401 to: return a different one, refreshing if needed."""
         return self._obtain(interaction, rejected=rejected)
 
     # -- the slow path ------------------------------------------------------------------------
 
     def _usable(self, token: Token | None, rejected: str | None) -> TypeGuard[Token]:
-        if token is None or token.access_token == rejected:
+        if token is None or (rejected is not None and token.access_token == rejected):
             return False
         return self._clock() < token.refresh_due_at(self.settings.leeway)
 
     def _obtain(self, interaction: Interaction, rejected: str | None) -> str:
         state = self._state
         with state.lock:
-            if self._usable(state.token, rejected):
+            if self._usable(state.token, rejected) and self._clock() < state.due:
                 return state.token.access_token
-            stamp = self.cache.stamp()
-            entry = self._entry(self.cache.read())
-            if self._usable(entry, rejected):
-                return self._adopt(entry, "cache")
-            written: list[Token] = []
+            since = self.store.version()
+            if state.unsaved is None:
+                stored = self.store.read(self._identity)
+                if self._usable(stored, rejected):
+                    return self._adopt(stored, "the store")
+            with self.store.transaction(
+                self._identity, since=since, usable=lambda token: self._usable(token, rejected), on_wait=_tell_waiting
+            ) as txn:
+                if isinstance(txn, Written):
+                    return self._adopt(txn.token, "the store")
+                return self._decide(txn, interaction, rejected)
 
-            def written_meanwhile() -> bool:
-                # Another process wrote a usable token while we waited: take it, skip the lock.
-                nonlocal stamp
-                if (current := self.cache.stamp()) == stamp:
-                    return False
-                stamp = current
-                entry = self._entry(self.cache.read())
-                if self._usable(entry, rejected):
-                    written.append(entry)
-                return bool(written)
+    def _decide(self, txn: Transaction, interaction: Interaction, rejected: str | None) -> str:
+        """Under the store's lock: the newest token we know, or a refreshed one, or a login."""
+        self.server.remember(txn.metadata)
+        current = self._newest(txn)
+        if self._usable(current, rejected):
+            return self._adopt(current, "the store")
+        if current is not None and current.can_refresh(self._clock()):
+            token = self._refresh(txn, current, rejected)
+            if token is not None:
+                return self._adopt(token, "the server")
+        token = self._redeem_offline_token(txn) or self._login(txn, interaction)
+        return self._adopt(token, "the server")
 
-            with self.cache.locked(on_wait=_tell_waiting, stop_waiting=written_meanwhile) as locked:
-                if locked is None:
-                    return self._adopt(written[0], "cache")
-                self._remember_metadata(locked.data)
-                entry = self._entry(locked.data)
-                if self._usable(entry, rejected):
-                    return self._adopt(entry, "cache")
-                token = self._refresh(locked, entry) if entry is not None else None
-                if token is None:
-                    token = self._redeem_offline_token(locked)
-                if token is None:
-                    token = self._login(locked, interaction)
-                return self._adopt(token, "server")
+    def _newest(self, txn: Transaction) -> Token | None:
+        """The store's token, or ours if the store missed our last write and nobody wrote since."""
+        state = self._state
+        stored = txn.token
+        if state.unsaved is None:
+            return stored
+        if (stored.refresh_token if stored else None) != state.store_had:
+            log.info("another process wrote a newer session for %s; dropping the unsaved one", self.settings.key)
+            state.unsaved = state.store_had = None
+            return stored
+        unsaved = state.unsaved
+        self._put(txn, unsaved)  # the store may work again now
+        return unsaved
+
+    def _refresh(self, txn: Transaction, current: Token, rejected: str | None) -> Token | None:
+        """Refresh with the newest refresh token; None when the server says a login is needed."""
+        assert current.refresh_token is not None
+        log.debug("refreshing with refresh token %s", fingerprint(current.refresh_token))
+        try:
+            response = self.server.refresh(current.refresh_token)
+        except TokenRejected:
+            self._state.unsaved = self._state.store_had = None
+            if txn.delete(unless_changed_from=current.refresh_token):
+                log.info("the server rejected the stored refresh token for %s; cleared it", self.settings.key)
+            return None
+        except ServerError as exc:
+            if exc.transient and current.access_token != rejected and self._clock() < current.expires_at:
+                return self._serve_meanwhile(current, exc)
+            raise
+        self._retry_after = _FIRST_RETRY
+        token = self._token_from(response, previous=current)
+        self._put(txn, token)
+        log.info("refreshed the access token for %s", self.settings.key)
+        return token
+
+    def _serve_meanwhile(self, current: Token, exc: ServerError) -> Token:
+        """A transient refresh failure while the access token still works: use it, retry later."""
+        retry_at = min(self._clock() + self._retry_after, current.expires_at)
+        log.warning(
+            "refreshing failed (%s); using the current access token, valid %.0f s more, and retrying in %.0f s",
+            exc,
+            current.expires_at - self._clock(),
+            retry_at - self._clock(),
+        )
+        self._retry_after = min(self._retry_after * 2, _LONGEST_RETRY)
+        self._adopt(current, "the store")
+        self._state.due = retry_at
+        return current
+
+    def _redeem_offline_token(self, txn: Transaction) -> Token | None:
+        """Use the caller's offline token; only the access token it yields is stored, unless asked."""
+        offline = self._state.offline_token or self.settings.offline_token
+        if not offline:
+            return None
+        try:
+            response = self.server.refresh(offline)
+        except TokenRejected as exc:
+            raise LoginRequired(
+                f"the server rejected the offline token for {self.settings.client_id} at {self.settings.issuer} "
+                "(expired, revoked or already used); issue a new one",
+                issuer=self.settings.issuer,
+                client_id=self.settings.client_id,
+            ) from exc
+        token = self._token_from(response)
+        if token.refresh_token:
+            self._state.offline_token = token.refresh_token
+        self._put(txn, token if self.settings.store_offline_token else token.without_refresh_token())
+        log.info("redeemed the offline token for %s", self.settings.key)
+        return token
+
+    def _login(self, txn: Transaction, interaction: Interaction) -> Token:
+        interactive = is_interactive() if interaction.interactive is None else interaction.interactive
+        if not interactive:
+            command = self.login_command()
+            raise LoginRequired(
+                f"no valid token for {self.settings.client_id} at {self.settings.issuer} and no one to ask; "
+                f"run: {command}",
+                issuer=self.settings.issuer,
+                client_id=self.settings.client_id,
+                command=command,
+            )
+        with contextlib.ExitStack() as marker:
+            response = self.server.login(
+                show=make_prompt(interaction.prompt, interaction.open_browser),
+                clock=self._clock,
+                sleep=self._sleep,
+                on_started=lambda code: marker.enter_context(txn.login_marker(code.expires_at)),
+            )
+        token = self._token_from(response)
+        self._put(txn, token)
+        log.info("logged in to %s as client %s", self.settings.issuer, self.settings.client_id)
+        return token
+
+    def _token_from(self, response: dict[str, Any], previous: Token | None = None) -> Token:
+        try:
+            return Token.from_response(response, self._clock(), previous=previous)
+        except ValueError as exc:
+            raise ServerError(
+                f"the authorization server at {self.settings.issuer} sent an unusable token: {exc}"
+            ) from exc
+
+    def _put(self, txn: Transaction, token: Token) -> None:
+        """Write ``token``; if the store cannot take it, keep it in memory and write it later."""
+        state = self._state
+        replacing = txn.token.refresh_token if txn.token else None
+        try:
+            txn.put(token, replacing=replacing, metadata=self.server.discovered)
+        except StaleWrite:
+            # Our lock expired and someone else wrote since: their session wins in the store;
+            # ours is still good in memory until its access token expires.
+            log.warning("the store changed while this process held an expired lock; not overwriting it")
+            state.unsaved = state.store_had = None
+            return
+        except CacheError as exc:
+            if state.unsaved is None:
+                state.store_had = replacing
+            state.unsaved = token
+            log.warning("cannot save the new tokens (%s); keeping them in memory and retrying the write later", exc)
+            return
+        state.unsaved = state.store_had = None
 
     def _adopt(self, token: Token, source: str) -> str:
         state = self._state
@@ -208,188 +263,46 @@ class TokenEngine:
         )
         return token.access_token
 
-    def _remember_metadata(self, data: dict[str, Any]) -> None:
-        """Take the issuer's discovery document from the cache, so a new process skips discovery."""
-        if self._state.metadata is None:
-            server = data["servers"].get(self.settings.issuer)
-            if isinstance(server, dict) and isinstance(server.get("metadata"), dict):
-                self._state.metadata = server["metadata"]
-
-    def _entry(self, data: dict[str, Any]) -> Token | None:
-        entry = data["identities"].get(self.settings.key)
-        if not isinstance(entry, dict) or not isinstance(entry.get("token"), dict):
-            return None
-        try:
-            return Token.from_json(entry["token"])
-        except (KeyError, TypeError, ValueError):
-            log.warning("ignoring a malformed cache entry for %s", self.settings.key)
-            return None
-
-    def _refresh(self, locked: LockedCache, entry: Token) -> Token | None:
-        """Refresh with the refresh token read under the lock; None when a login is needed."""
-        if not entry.can_refresh(self._clock()):
-            return None
-        assert entry.refresh_token is not None
-        endpoint = self._endpoint("token_endpoint")
-        log.debug("refreshing with refresh token %s", fingerprint(entry.refresh_token))
-        try:
-            response = self._client().refresh(endpoint, entry.refresh_token)
-        except TokenRejected:
-            self._clear_if_unchanged(locked, entry.refresh_token)
-            return None
-        token = Token.from_response(response, self._clock(), previous=entry)
-        self._store(locked, token)
-        log.info("refreshed the access token for %s", self.settings.key)
-        return token
-
-    def _redeem_offline_token(self, locked: LockedCache) -> Token | None:
-        """Use the caller's offline token; only the access token it yields goes to the cache, unless asked."""
-        offline = self._state.offline_token or self.settings.offline_token
-        if not offline:
-            return None
-        try:
-            response = self._client().refresh(self._endpoint("token_endpoint"), offline)
-        except TokenRejected as exc:
-            raise LoginRequired(
-                f"the server rejected the offline token for {self.settings.client_id} at {self.settings.issuer} "
-                "(expired, revoked or already used); issue a new one",
-                issuer=self.settings.issuer,
-                client_id=self.settings.client_id,
-            ) from exc
-        token = Token.from_response(response, self._clock())
-        if token.refresh_token:
-            self._state.offline_token = token.refresh_token
-        self._store(locked, token if self.settings.store_offline_token else token.without_refresh_token())
-        log.info("redeemed the offline token for %s", self.settings.key)
-        return token
-
-    def _clear_if_unchanged(self, locked: LockedCache, failed_refresh_token: str) -> None:
-        current = self._entry(locked.data)
-        if current is not None and current.refresh_token == failed_refresh_token:
-            del locked.data["identities"][self.settings.key]
-            locked.save()
-            log.info("the server rejected the stored refresh token for %s; cleared it", self.settings.key)
-
-    def _login(self, locked: LockedCache, interaction: Interaction) -> Token:
-        interactive = is_interactive() if interaction.interactive is None else interaction.interactive
-        if not interactive:
-            raise LoginRequired(self._login_hint(), issuer=self.settings.issuer, client_id=self.settings.client_id)
-        device_endpoint = self._endpoint("device_authorization_endpoint")
-        token_endpoint = self._endpoint("token_endpoint")
-        with contextlib.ExitStack() as marker:
-            response = run_device_flow(
-                self._client(),
-                device_endpoint,
-                token_endpoint,
-                self.settings.scope,
-                show=make_prompt(interaction.prompt, interaction.open_browser),
-                clock=self._clock,
-                sleep=self._sleep,
-                on_started=lambda code: marker.enter_context(locked.login_marker(code.expires_at)),
-            )
-        token = Token.from_response(response, self._clock())
-        self._store(locked, token)
-        log.info("logged in to %s as client %s", self.settings.issuer, self.settings.client_id)
-        return token
-
-    def _store(self, locked: LockedCache, token: Token) -> None:
-        settings = self.settings
-        locked.data["identities"][settings.key] = {
-            "issuer": settings.issuer,
-            "client_id": settings.client_id,
-            "scope": settings.scope,
-            "token": token.to_json(),
-        }
-        if self._state.metadata is not None:
-            locked.data["servers"][settings.issuer] = {"metadata": self._state.metadata}
-        locked.save()
-
     # -- explicit operations ------------------------------------------------------------------
 
     def login(self, interaction: Interaction) -> Token:
-        """Run a device login now, whatever the cache holds."""
-        with self._state.lock, self.cache.locked(on_wait=_tell_waiting) as locked:
-            assert locked is not None  # only a stop_waiting callback ends the wait early
-            self._remember_metadata(locked.data)
-            token = self._login(locked, Interaction(True, interaction.prompt, interaction.open_browser))
-            self._adopt(token, "server")
+        """Run a device login now, whatever the store holds."""
+        with self._state.lock, self.store.transaction(self._identity, on_wait=_tell_waiting) as txn:
+            assert not isinstance(txn, Written)  # only a `usable` callback ends the wait early
+            self.server.remember(txn.metadata)
+            self._state.unsaved = self._state.store_had = None
+            token = self._login(txn, Interaction(True, interaction.prompt, interaction.open_browser))
+            self._adopt(token, "the server")
             return token
 
-    def logout(self, *, revoke: bool = True) -> bool:
-        """Forget this identity's tokens here and, where the server allows, at the server."""
+    def logout(self, *, revoke: bool = True) -> tuple[bool, bool]:
+        """Forget this identity's tokens here and, where the server allows, at the server.
+
+        Returns (whether there was anything to remove, whether the server confirmed revocation).
+        """
         state = self._state
-        with state.lock, self.cache.locked() as locked:
-            assert locked is not None
-            self._remember_metadata(locked.data)
-            entry = self._entry(locked.data)
-            state.token, state.access_token, state.due = None, "", 0.0
-            if entry is None:
-                return False
-            del locked.data["identities"][self.settings.key]
-            locked.save()
-        if revoke:
-            self._revoke(entry)
-        return True
+        with state.lock:
+            removed = self.store.forget(self._identity)
+            unsaved = state.unsaved
+            state.forget_token()
+        token = unsaved or removed
+        if token is None:
+            return False, False
+        if not revoke:
+            return True, False
+        self.server.remember(self.store.metadata(self.settings.issuer))
+        return True, self.server.revoke(token)
 
     def cached_token(self) -> Token | None:
-        return self._entry(self.cache.read())
+        return self._state.unsaved or self.store.read(self._identity)
 
-    def _revoke(self, entry: Token) -> None:
-        try:
-            endpoint = self._metadata().get("revocation_endpoint")
-            if not endpoint:
-                return
-            client = self._client()
-            if entry.refresh_token:
-                client.revoke(endpoint, entry.refresh_token, "refresh_token")
-            client.revoke(endpoint, entry.access_token, "access_token")
-        except ServerError as exc:
-            log.warning("could not revoke the tokens at the server: %s", exc)
-
-    # -- server details -----------------------------------------------------------------------
-
-    def _client(self) -> OAuthClient:
-        s = self.settings
-        options = (s.client_secret, s.token_endpoint_auth_method, s.timeout, s.verify)
-        client = self._state.clients.get(options)
-        if client is None:
-            client = self._state.clients[options] = OAuthClient(
-                s.client_id,
-                client_secret=s.client_secret,
-                token_endpoint_auth_method=s.token_endpoint_auth_method,
-                timeout=s.timeout,
-                verify=s.verify,
-            )
-        return client
-
-    def _metadata(self) -> dict[str, Any]:
-        state = self._state
-        overrides = dict(self.settings.endpoints)
-        if state.metadata is None and not {"token_endpoint", "device_authorization_endpoint"} <= overrides.keys():
-            state.metadata = discover(self._client().get, self.settings.issuer)
-        return {**(state.metadata or {}), **overrides}
-
-    def _endpoint(self, name: str) -> str:
-        url = self._metadata().get(name)
-        if not url:
-            hint = (
-                " (in Keycloak, enable 'OAuth 2.0 Device Authorization Grant' on the client)"
-                if name == "device_authorization_endpoint"
-                else ""
-            )
-            raise DiscoveryError(
-                f"{self.settings.issuer} does not advertise a {name}{hint}; pass {name}=... to use a known URL"
-            )
-        return str(url)
-
-    def _login_hint(self) -> str:
+    def login_command(self) -> str:
         s = self.settings
         command = f"deviceauth login --issuer {s.issuer} --client-id {s.client_id}"
         if s.scope:
             command += f" --scope '{s.scope}'"
-        if s.cache_path is not None:
-            command += f" --cache {s.cache_path}"
-        return f"no valid token for {s.client_id} at {s.issuer} and no one to ask; run: {command}"
+        command += f" --cache {self.store.location}"
+        return command
 
 
 def _tell_waiting(login: LoginInProgress) -> None:

@@ -8,13 +8,14 @@
     │   └── TokenRejected              the refresh/offline token is no longer valid
     ├── ServerError                    the server is unreachable or answered nonsense
     │   └── DiscoveryError             no usable metadata (or no device flow) at the issuer
-    ├── CacheError                     the token cache cannot be read or written
-    ├── LockTimeout(TimeoutError)      another process held the cache lock too long
+    ├── CacheError                     the token store cannot be read or written
+    ├── LockTimeout(TimeoutError)      another process held the store's lock too long
     └── InsecureTransport(ValueError)  a token would go over plain http to a remote host
 
+Each class has a fixed constructor whose details are keyword-only and always set (``None``
+when unknown), so code that catches an error can read its attributes without ``getattr``.
 Messages never contain token values and say what to do next. Every error pickles (worker
-processes send them back to their parents), which is why ``__reduce__`` replays the
-constructor with the same arguments.
+processes send them back to their parents): ``__reduce__`` replays the constructor.
 """
 
 from __future__ import annotations
@@ -39,15 +40,15 @@ __all__ = [
 class DeviceAuthError(Exception):
     """Base class of every error deviceauth raises."""
 
-    def __init__(self, message: str, **details: Any) -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-        self._details = details
-        for name, value in details.items():
-            setattr(self, name, value)
+
+    def _details(self) -> dict[str, Any]:
+        return {}
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), self.message, self._details))
+        return (_rebuild, (type(self), self.message, self._details()))
 
 
 def _rebuild(cls: type[DeviceAuthError], message: str, details: dict[str, Any]) -> DeviceAuthError:
@@ -57,14 +58,30 @@ def _rebuild(cls: type[DeviceAuthError], message: str, details: dict[str, Any]) 
 class LoginRequired(DeviceAuthError):
     """No valid token is available and this caller may not prompt a person.
 
-    The message names the ``deviceauth login`` command that fixes it.
+    ``command`` is the ``deviceauth login ...`` command line that fixes it (also in the message).
     """
+
+    def __init__(
+        self, message: str, *, issuer: str | None = None, client_id: str | None = None, command: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.issuer = issuer
+        self.client_id = client_id
+        self.command = command
+
+    def _details(self) -> dict[str, Any]:
+        return {"issuer": self.issuer, "client_id": self.client_id, "command": self.command}
 
 
 class AuthorizationError(DeviceAuthError):
-    """The authorization server refused; ``.error`` holds the OAuth error code."""
+    """The authorization server refused; ``error`` holds the OAuth error code."""
 
-    error: str
+    def __init__(self, message: str, *, error: str = "") -> None:
+        super().__init__(message)
+        self.error = error
+
+    def _details(self) -> dict[str, Any]:
+        return {"error": self.error}
 
 
 class AccessDenied(AuthorizationError):
@@ -82,10 +99,17 @@ class TokenRejected(AuthorizationError):
 class ServerError(DeviceAuthError):
     """The authorization server could not be reached or gave an unusable answer.
 
-    ``transient`` is true for failures worth retrying (network errors, HTTP 5xx).
+    ``url`` is the endpoint involved (never with credentials); ``transient`` is true for
+    failures worth retrying (network errors, timeouts, HTTP 5xx, a body cut short).
     """
 
-    transient: bool = False
+    def __init__(self, message: str, *, url: str | None = None, transient: bool = False) -> None:
+        super().__init__(message)
+        self.url = url
+        self.transient = transient
+
+    def _details(self) -> dict[str, Any]:
+        return {"url": self.url, "transient": self.transient}
 
 
 class DiscoveryError(ServerError):
@@ -93,14 +117,26 @@ class DiscoveryError(ServerError):
 
 
 class CacheError(DeviceAuthError):
-    """The token cache file cannot be read or written."""
+    """The token store cannot be read or written; ``path`` names the file or store."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+    def _details(self) -> dict[str, Any]:
+        return {"path": self.path}
 
 
 class LockTimeout(DeviceAuthError, TimeoutError):
-    """Waiting for the cache lock took longer than allowed; ``.lock_file`` names the lock."""
+    """Waiting for the store's lock took longer than allowed; ``lock_file`` names the lock."""
 
-    lock_file: str
+    def __init__(self, message: str, *, lock_file: str) -> None:
+        super().__init__(message)
+        self.lock_file = lock_file
+
+    def _details(self) -> dict[str, Any]:
+        return {"lock_file": self.lock_file}
 
 
 class InsecureTransport(DeviceAuthError, ValueError):
-    """Refused to send a token over plain http to a host that is not loopback."""
+    """Refused to send a token or credential over plain http to a remote host, or to an unsafe URL."""

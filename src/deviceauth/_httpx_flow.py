@@ -7,14 +7,12 @@ each declare a class from this mixin and their library's ``Auth``; the logic exi
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Generator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio.to_thread
 
+from ._source import TokenSource
 from ._transport import check_transport
-
-if TYPE_CHECKING:
-    from ._auth import DeviceAuth
 
 __all__ = ["BearerFlow"]
 
@@ -22,12 +20,8 @@ __all__ = ["BearerFlow"]
 class BearerFlow:
     """Adds the bearer token; on a 401 for that token, gets a different one and retries once."""
 
-    def __init__(self, auth: DeviceAuth) -> None:
-        self._auth = auth
-
-    @property
-    def device_auth(self) -> DeviceAuth:
-        return self._auth
+    def __init__(self, source: TokenSource) -> None:
+        self._source = source
 
     # These replace httpx's own sync_auth_flow/async_auth_flow (where httpx would honour
     # requires_request_body), so they buffer a streamed body themselves: a 401 retry resends it.
@@ -35,31 +29,30 @@ class BearerFlow:
     def sync_auth_flow(self, request: Any) -> Generator[Any, Any, None]:
         check_transport(str(request.url))
         request.read()
-        token = self._auth.get_token()
+        token = self._source.get_token()
         _authorize(request, token)
         response = yield request
         if _rejected(response, token):
             response.read()
-            _authorize(request, self._auth._replace_rejected(token))
+            _authorize(request, self._source.renew(token))
             yield request
 
     async def async_auth_flow(self, request: Any) -> AsyncGenerator[Any, Any]:
         check_transport(str(request.url))
         await request.aread()
-        engine = self._auth._engine
-        # The warm path stays on the loop; file locks and token requests go to a worker thread.
-        token = engine.fresh_token()
+        # The warm path stays on the loop; store locks and token requests go to a worker thread.
+        token = self._source.fresh_token()
         if token is None:
-            token = await anyio.to_thread.run_sync(self._auth.get_token)
+            token = await anyio.to_thread.run_sync(self._source.get_token)
         _authorize(request, token)
         response = yield request
         if _rejected(response, token):
             await response.aread()
-            _authorize(request, await anyio.to_thread.run_sync(self._auth._replace_rejected, token))
+            _authorize(request, await anyio.to_thread.run_sync(self._source.renew, token))
             yield request
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._auth!r})"
+        return f"{type(self).__name__}({self._source!r})"
 
 
 def _authorize(request: Any, token: str) -> None:

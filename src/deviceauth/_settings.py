@@ -143,5 +143,7 @@ def _checked_issuer(issuer: object) -> str:
     url = _checked_url("issuer", issuer).rstrip("/")
     parts = urlsplit(url)
     if parts.query or parts.fragment or url.endswith(("?", "#")):
-        raise ValueError("issuer must not have a query or a fragment (use the realm URL, e.g. https://host/realms/NAME)")
+        raise ValueError(
+            "issuer must not have a query or a fragment (use the realm URL, e.g. https://host/realms/NAME)"
+        )
     return url

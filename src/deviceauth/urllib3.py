@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import urllib3
 from urllib3.response import BaseHTTPResponse
 
+from ._source import TokenSource
 from ._transport import check_transport
-
-if TYPE_CHECKING:
-    from ._auth import DeviceAuth
 
 __all__ = ["PoolManager"]
 
@@ -29,15 +27,15 @@ __all__ = ["PoolManager"]
 class PoolManager(urllib3.PoolManager):
     """A ``urllib3.PoolManager`` that sends ``Authorization: Bearer`` from a ``DeviceAuth``.
 
-    :param auth: the ``DeviceAuth`` whose tokens to send.
+    :param auth: the ``DeviceAuth`` (or any ``TokenSource``) whose tokens to send.
     :param origins: the origins (``scheme://host[:port]``) that get the token; default: every
         origin a call starts at (redirects to other origins never get it).
     Other keyword arguments go to ``urllib3.PoolManager``.
     """
 
-    def __init__(self, auth: DeviceAuth, *, origins: Iterable[str] | None = None, **kwargs: Any) -> None:
+    def __init__(self, auth: TokenSource, *, origins: Iterable[str] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.device_auth = auth
+        self.token_source = auth
         self._origins = None if origins is None else frozenset(_origin(url) for url in origins)
         self._calls = threading.local()
 
@@ -61,7 +59,7 @@ class PoolManager(urllib3.PoolManager):
 
     def _authorized(self, method: str, url: str, redirect: bool, kw: dict[str, Any]) -> BaseHTTPResponse:
         check_transport(url)
-        token = self.device_auth.get_token()
+        token = self.token_source.get_token()
         body = kw.get("body")
         start = _tell(body)
         self._calls.left_origin = False
@@ -72,7 +70,7 @@ class PoolManager(urllib3.PoolManager):
         response.release_conn()
         if start is not None:
             kw["body"].seek(start)
-        fresh = self.device_auth._replace_rejected(token)
+        fresh = self.token_source.renew(token)
         return super().urlopen(method, url, redirect=redirect, **_with_token(kw, self.headers, fresh))
 
 

@@ -9,16 +9,16 @@ import pytest
 import responses
 from deviceauth_fakes import FakeAuthServer, FakeClock
 
-from deviceauth import _engine
+from deviceauth import _process
 from deviceauth._flow import DeviceCode
 
 
 @pytest.fixture(autouse=True)
 def _fresh_registry() -> Iterator[None]:
     """Each test starts without in-memory identities from earlier tests."""
-    _engine._registry.clear()
+    _process.clear()
     yield
-    _engine._registry.clear()
+    _process.clear()
 
 
 @pytest.fixture

@@ -19,8 +19,10 @@ from typing import Any
 import requests
 import responses
 
-from deviceauth._engine import Interaction, Settings, TokenEngine, identity_key
+from deviceauth._engine import TokenEngine
+from deviceauth._filestore import FileStore
 from deviceauth._flow import DeviceCode
+from deviceauth._settings import Identity, Interaction, Settings, identity_key
 from deviceauth._token import Token
 
 ISSUER = "https://auth.example.org/auth/realms/rrap"
@@ -186,12 +188,11 @@ def make_engine(
         issuer=ISSUER,
         client_id=CLIENT_ID,
         scope=scope,
-        cache_path=cache_path,
         leeway=leeway,
         lock_timeout=5.0,
         endpoints=endpoints,
     )
-    return TokenEngine(settings, clock=clock, sleep=clock.sleep)
+    return TokenEngine(settings, FileStore(cache_path, lock_timeout=5.0), clock=clock, sleep=clock.sleep)
 
 
 def interactive(shown: list[DeviceCode]) -> Interaction:
@@ -229,19 +230,20 @@ def write_cache(
     *,
     server_metadata: dict[str, Any] | None = None,
 ) -> None:
-    """Write a cache file directly (as another process would), keyed like the engine keys it."""
-    data: dict[str, Any] = {"version": 1, "identities": {}, "servers": {}}
+    """Store tokens through the file store's own API, as another process would."""
+    store_tokens(FileStore(path), entries, server_metadata=server_metadata)
+
+
+def store_tokens(
+    store: Any,
+    entries: dict[tuple[str, str, str | None], Token],
+    *,
+    server_metadata: dict[str, Any] | None = None,
+) -> None:
+    """Put tokens into any ``TokenStore``, each in its own transaction."""
     for (issuer, client_id, scope), token in entries.items():
-        data["identities"][identity_key(issuer, client_id, scope)] = {
-            "issuer": issuer,
-            "client_id": client_id,
-            "scope": scope,
-            "token": token.to_json(),
-        }
-    if server_metadata is not None:
-        data["servers"][ISSUER] = {"metadata": server_metadata}
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path.write_text(json.dumps(data))
+        with store.transaction(Identity(issuer, client_id, scope)) as txn:
+            txn.put(token, replacing=txn.token.refresh_token if txn.token else None, metadata=server_metadata)
 
 
 def read_cache(path: Path) -> dict[str, Any]:
@@ -250,8 +252,8 @@ def read_cache(path: Path) -> dict[str, Any]:
 
 
 def cached_token(path: Path, scope: str | None = None) -> Token | None:
-    entry = read_cache(path)["identities"].get(identity_key(ISSUER, CLIENT_ID, scope))
-    return None if entry is None else Token.from_json(entry["token"])
+    token: Token | None = FileStore(path).read(Identity(ISSUER, CLIENT_ID, scope))
+    return token
 
 
 Sleep = Callable[[float], None]
