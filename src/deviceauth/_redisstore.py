@@ -41,9 +41,10 @@ from collections.abc import Callable, Hashable, Iterator, Mapping
 from typing import Any, NoReturn
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-import redis
 from redis.backoff import ConstantBackoff
 from redis.retry import Retry
+
+import redis
 
 from ._exceptions import CacheError, LockTimeout
 from ._settings import Identity
@@ -129,12 +130,12 @@ redis.call('PUBLISH', ARGV[4], 'put')
 return 1
 """
 )
-# KEYS: id, version, index   ARGV: expected rt ("\\x00any": whatever is stored), channel, member -> 1 deleted
+# KEYS: id, version, index   ARGV: expected rt, channel, member -> 1 deleted
 _DELETE = (
     _BUMP
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SREM', KEYS[3], ARGV[3]) return 0 end
-if ARGV[1] ~= '\\0any' and stored_rt(KEYS[1]) ~= ARGV[1] then return 0 end
+if stored_rt(KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[3], ARGV[3])
 bump(KEYS[2])
@@ -158,7 +159,6 @@ if redis.call('HSTRLEN', KEYS[1], ARGV[1]) > tonumber(ARGV[2]) then return {'too
 return {redis.call('HGET', KEYS[1], ARGV[1]) or false, stored_rt(KEYS[1])}
 """
 )
-_ANY = "\x00any"
 
 
 def _hash(text: str) -> str:
@@ -394,7 +394,7 @@ class RedisStore:
         with self.transaction(identity) as held:
             assert isinstance(held, _RedisTransaction)  # no `usable`: never handed a Written
             token = held.token
-            held.delete(unless_changed_from=None)
+            held.delete(unless_changed_from=token.refresh_token if token else None)
             return token
 
     # -- waiting for the lock -------------------------------------------------------------------
@@ -681,7 +681,7 @@ class _RedisTransaction:
 
     def delete(self, *, unless_changed_from: str | None) -> bool:
         store, keys = self._store, self._keys
-        expected = _ANY if unless_changed_from is None else self._expected(unless_changed_from)
+        expected = self._expected(unless_changed_from)
         reply = store._run(
             "delete",
             [keys.id, store._version_key, store._index_key],
@@ -773,11 +773,15 @@ def _parse_url(url: str) -> tuple[dict[str, Any], dict[str, Any]]:
         connect["host"] = parts.hostname or "localhost"
         connect["port"] = port or 6379
         connect["tls"] = parts.scheme == "rediss"
-        db_path = parts.path.strip("/")
+        # The path is the database number, optionally followed by the key prefix: the form
+        # ``location`` uses, so a store's location reopens it (with the password supplied apart).
+        db_path, _, path_prefix = parts.path.lstrip("/").partition("/")
         if db_path:
             if not db_path.isdigit():
                 raise ValueError("the path of a Redis URL is the database number, e.g. redis://host:6379/0")
             connect["db"] = int(db_path)
+        if path_prefix:
+            query.setdefault("prefix", unquote(path_prefix))
     options: dict[str, Any] = {}
     for name, value in query.items():
         if name == "db":
@@ -801,13 +805,15 @@ def _credentials(connect: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _location(connect: Mapping[str, Any], prefix: str) -> str:
+    """The store's name: a URL that reopens it, with the username but never the password."""
     db = connect.get("db", 0)
+    user = f"{quote(connect['username'], safe='')}@" if connect.get("username") else ""
     if connect.get("path"):
-        return f"unix://{quote(connect['path'])}?db={db}#{prefix}"
+        return f"unix://{user}{quote(connect['path'])}?db={db}&prefix={quote(prefix, safe=':')}"
     scheme = "rediss" if connect.get("tls") else "redis"
     host = connect.get("host", "localhost")
     host = f"[{host}]" if ":" in host else host
-    return f"{scheme}://{host}:{connect.get('port', 6379)}/{db}/{prefix}"
+    return f"{scheme}://{user}{host}:{connect.get('port', 6379)}/{db}/{quote(prefix, safe=':')}"
 
 
 def _fernet(key: str | bytes, location: str) -> Any:

@@ -46,7 +46,7 @@ def _started(proc: Any, ready: Path) -> None:
 
 def test_url_forms_name_the_store_without_the_password(redis_srv: redis_server.RedisServer) -> None:
     store = RedisStore(redis_srv.url(3) + "?prefix=deviceauth:team:&lock_ttl=2")
-    assert store.location == f"redis://127.0.0.1:{redis_srv.port}/3/deviceauth:team:"
+    assert store.location == f"redis://deviceauth@127.0.0.1:{redis_srv.port}/3/deviceauth:team:"
     assert store.lock_ttl == 2.0
     for shown in (store.location, repr(store), str(store)):
         assert redis_srv.password not in shown
@@ -55,6 +55,21 @@ def test_url_forms_name_the_store_without_the_password(redis_srv: redis_server.R
     assert admin.exists(f"deviceauth:team:id:{H}") == 1
     assert RedisStore(redis_srv.url(3)).read(IDENTITY) is None  # another prefix is another store
     assert RedisStore(redis_srv.url(4) + "?prefix=deviceauth:team:").read(IDENTITY) is None  # and another db
+
+
+def test_the_location_reopens_the_store(redis_srv: redis_server.RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEVICEAUTH_REDIS_PASSWORD", redis_srv.password)
+    for url in (
+        redis_srv.url(5) + "?prefix=deviceauth:x:",
+        f"unix://{redis_srv.socket_path}?db=5&prefix=deviceauth:x:",
+    ):
+        store = RedisStore(url, username="deviceauth")
+        if store.read(IDENTITY) is None:  # the second URL names the same database: written once
+            _put(store, token("one"), replacing=None)
+        again = RedisStore(store.location)
+        assert again.location == store.location
+        assert again.read(IDENTITY) is not None
+        assert again.read(IDENTITY) == store.read(IDENTITY)
 
 
 def test_the_acl_user_is_confined_to_its_prefix(redis_srv: redis_server.RedisServer) -> None:

@@ -190,9 +190,9 @@ def test_a_login_in_progress_extends_the_wait_and_names_itself(make_store: Calla
     login = store.login_in_progress()
     assert login is not None and login.alive(time.time())
     assert login.host and login.pid > 0
-    timer = threading.Timer(1.5, finish.set)  # the login ends after the waiter's lock_timeout
+    timer = threading.Timer(2.5, finish.set)  # the login ends after the waiter's lock_timeout
     timer.start()
-    waiter = make_store(lock_timeout=0.3)
+    waiter = make_store(lock_timeout=1.0)
     with waiter.transaction(IDENTITY, usable=lambda t: True, on_wait=seen.append) as got:
         assert isinstance(got, Written) or got.token is not None
     thread.join(JOIN)
