@@ -1,0 +1,194 @@
+"""The engine over both stores, with real processes against the rotating, reuse-detecting server.
+
+The file store shares one ``.tokens.json``; the Redis store gives every process its own HOME and
+cache directory, so the processes share nothing but Redis, as separate machines would. Counts
+are taken at the server: a duplicate refresh would show as ``invalid_grant`` and failed calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis_server
+import redis_workers
+
+from deviceauth import DeviceAuth
+from deviceauth._exceptions import CacheError
+from oidc_server import ACCESS_TTL, Approver, OidcServer
+
+pytestmark = pytest.mark.integration
+
+SPAWN = multiprocessing.get_context("spawn")
+JOIN = 30.0
+CLIENT = "client-tools"
+
+
+@pytest.fixture(scope="module")
+def oidc() -> Iterator[OidcServer]:
+    with OidcServer(mode="keycloak", access_ttl=ACCESS_TTL) as server:
+        yield server
+
+
+@pytest.fixture
+def server(oidc: OidcServer) -> OidcServer:
+    oidc.revoke_all()
+    oidc.reset_stats()
+    return oidc
+
+
+@pytest.fixture(params=["file", "redis"])
+def cache(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """What every process passes as ``cache=``: one shared file, or one Redis URL."""
+    if request.param == "file":
+        return str(tmp_path / "shared" / ".tokens.json")
+    srv: redis_server.RedisServer = request.getfixturevalue("redis_srv")
+    return srv.url() + "?lock_ttl=2"
+
+
+@pytest.fixture
+def marks(tmp_path: Path) -> Path:
+    path = tmp_path / "prompts"
+    path.mkdir()
+    return path
+
+
+def _auth(server: OidcServer, cache: str, **options: Any) -> DeviceAuth:
+    defaults: dict[str, Any] = {"scope": "openid", "cache": cache, "interactive": False, "open_browser": False}
+    return DeviceAuth(server.issuer, CLIENT, **{**defaults, **options})
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _merge(results: list[dict[str, Any]]) -> dict[str, Any]:
+    total: dict[str, Any] = {"ok": 0, "failed": 0, "errors": [], "tokens": set(), "homes": set()}
+    for r in results:
+        total["ok"] += r["ok"]
+        total["failed"] += r["failed"]
+        total["errors"] += r["errors"]
+        total["tokens"] |= r["tokens"]
+        total["homes"].add(r["home"])
+    return total
+
+
+def test_16_processes_share_one_refresh_per_expiry(server: OidcServer, cache: str, tmp_path: Path) -> None:
+    first = _auth(server, cache, interactive=True, prompt=Approver(server)).get_token()  # one login up front
+    auth = _auth(server, cache)
+    with SPAWN.Pool(16, initializer=redis_workers.own_home, initargs=(str(tmp_path / "homes"),)) as pool:
+        pool.map(redis_workers.ready, range(16))
+        server.reset_stats()
+        # Until the server has seen 3 expiries' refreshes (bounded), whatever the machine's load.
+        stop = tmp_path / "stop"
+        args = (auth, server.api_url(), time.time() + 60, 0.05, 5000, str(stop))
+        running = pool.starmap_async(redis_workers.call_api_until, [args] * 16)
+        deadline = time.monotonic() + 60
+        while server.stats()["token"].get("refresh_token", 0) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(ACCESS_TTL / 2)  # and the calls that use the third refresh's token
+        stop.touch()
+        results = running.get(JOIN)
+    total = _merge(results)
+    stats = server.stats()
+    refreshes = stats["token"].get("refresh_token", 0)
+    assert total["failed"] == 0, total["errors"][:5]
+    assert total["ok"] >= 16 * 10
+    assert len(total["homes"]) == 16  # every process had its own HOME
+    assert stats["token_errors"].get("invalid_grant", 0) == 0
+    assert stats["api"]["unauthorized"] == 0
+    assert refreshes >= 3
+    assert refreshes == len(total["tokens"] - {_sha256(first)})  # each refresh's token was used: none wasted
+    assert stats["device_authorization"] == 0
+
+
+def test_8_cold_processes_log_in_once(server: OidcServer, cache: str, tmp_path: Path, marks: Path) -> None:
+    auth = _auth(server, cache, interactive=True, prompt=redis_workers.Approve(server.base_url, str(marks), 0.5))
+    with SPAWN.Pool(8, initializer=redis_workers.own_home, initargs=(str(tmp_path / "homes"),)) as pool:
+        pool.map(redis_workers.ready, range(8))
+        hashes = pool.map(redis_workers.get_token_hash, [auth] * 8)
+    assert len(set(hashes)) == 1
+    assert server.stats()["device_authorization"] == 1
+    assert len(list(marks.iterdir())) == 1
+
+
+def test_the_warm_path_makes_no_redis_round_trip(server: OidcServer, redis_srv: redis_server.RedisServer) -> None:
+    auth = _auth(server, redis_srv.url(), interactive=True, prompt=Approver(server))
+    auth.get_token()
+    admin = redis_srv.admin()
+
+    def commands() -> int:
+        stats = admin.info("commandstats")
+        return sum(v["calls"] for k, v in stats.items() if k not in ("cmdstat_info",))
+
+    before = commands()
+    for _ in range(1000):
+        auth.get_token()
+    assert commands() == before
+
+
+def test_a_killed_refresher_is_taken_over(server: OidcServer, cache: str, tmp_path: Path, marks: Path) -> None:
+    prompt = redis_workers.Approve(server.base_url, str(marks))
+    _auth(server, cache, interactive=True, prompt=prompt).get_token()
+    proc = SPAWN.Process(target=redis_workers.refresh_forever, args=(_auth(server, cache), 10_000))
+    proc.start()
+    try:
+        deadline = time.monotonic() + JOIN
+        while server.stats()["token"].get("refresh_token", 0) < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)  # somewhere in a refresh: holding the lock, mid-request or mid-write
+        proc.join(JOIN)
+    # A fresh process (nothing in memory) takes over within the lock's expiry; if the kill landed
+    # after the server rotated the refresh token but before the write, it logs in again (once).
+    fresh = _auth(server, cache, interactive=True, prompt=prompt, lock_timeout=20)
+    token = fresh.renew(fresh.get_token())
+    assert redis_workers.call_api_until(fresh, server.api_url(), time.time() + 0.3)["failed"] == 0
+    assert token
+    assert server.stats()["device_authorization"] <= 2
+
+
+def test_a_killed_login_is_taken_over(server: OidcServer, cache: str, marks: Path) -> None:
+    never = redis_workers.Approve(server.base_url, str(marks), delay=600)  # the person never answers
+    proc = SPAWN.Process(target=redis_workers.login_and_hang, args=(_auth(server, cache, prompt=never),))
+    proc.start()
+    try:
+        deadline = time.monotonic() + JOIN
+        while not any(marks.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert any(marks.iterdir())
+        assert _auth(server, cache).store.login_in_progress() is not None
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join(JOIN)
+    auth = _auth(server, cache, interactive=True, prompt=Approver(server), lock_timeout=20)
+    assert auth.get_token()
+    assert server.stats()["device_authorization"] == 2
+
+
+def test_redis_restarted_empty_means_typed_errors_then_one_clean_login(
+    server: OidcServer, redis_srv: redis_server.RedisServer
+) -> None:
+    auth = _auth(server, redis_srv.url() + "?socket_timeout=2", interactive=True, prompt=Approver(server))
+    first = auth.get_token()
+    redis_srv.stop()
+    assert auth.get_token() == first  # fresh in memory: served without Redis
+    for _ in range(3):
+        with pytest.raises(CacheError, match="cannot reach Redis") as caught:
+            auth.renew(auth.get_token())  # needs the store's lock: Redis is down
+        assert redis_srv.password not in str(caught.value)
+    redis_srv.start()  # empty: the session is gone from the store
+    token = auth.get_token()
+    for _ in range(3):
+        token = auth.renew(token)
+    assert redis_workers.call_api_until(auth, server.api_url(), time.time() + 0.3)["failed"] == 0
+    stats = server.stats()
+    assert stats["token_errors"].get("invalid_grant", 0) == 0
+    assert stats["device_authorization"] <= 2
