@@ -237,7 +237,7 @@ class RedisStore:
         if isinstance(client_or_url, redis.Redis):
             self._client = client_or_url
         else:
-            self._client = self._connect(connect)
+            self._client = _shared_client(connect, self.socket_timeout, self._connect)
         self._scripts = {
             name: self._client.register_script(text)
             for name, text in (
@@ -292,6 +292,11 @@ class RedisStore:
         return (_reopen, (self._url, self._explicit))
 
     def close(self) -> None:
+        """Close the connections (shared by every store of this process that names the same server)."""
+        with _clients_lock:
+            for key, client in list(_clients.items()):
+                if client is self._client:
+                    del _clients[key]
         self._client.close()
 
     # -- keys -----------------------------------------------------------------------------------
@@ -727,6 +732,34 @@ class _RedisTransaction:
 
 
 # -- helpers ------------------------------------------------------------------------------------
+
+
+# One client (one connection pool) per server and credentials per process: every DeviceAuth
+# naming the same Redis shares its connections, and they live as long as the process (a store
+# dropped in a reference cycle would otherwise leave its sockets to the garbage collector).
+_clients: dict[tuple[Any, ...], redis.Redis] = {}
+_clients_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    # Another thread may have held the lock at fork time; redis-py's pools reset themselves.
+    global _clients_lock
+    _clients_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _shared_client(
+    connect: dict[str, Any], socket_timeout: float, make: Callable[[dict[str, Any]], redis.Redis]
+) -> redis.Redis:
+    secret = hashlib.sha256(str(connect.get("password") or "").encode()).hexdigest()
+    key = (tuple(sorted((k, str(v)) for k, v in connect.items() if k != "password")), secret, socket_timeout)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            client = _clients[key] = make(dict(connect))
+        return client
 
 
 def _reopen(url: str, options: dict[str, Any]) -> RedisStore:
