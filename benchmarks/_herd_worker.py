@@ -23,7 +23,7 @@ def worker(
 ) -> None:
     """Get ready, wait for the release, then obtain a token once and report when it was held."""
     try:
-        fetch = _deviceauth(issuer, cache) if mode == "deviceauth" else _naive(token_endpoint, refresh_token)
+        fetch = _deviceauth(issuer, cache) if mode in ("deviceauth", "redis") else _naive(token_endpoint, refresh_token)
     except BaseException as exc:  # report instead of dying silently
         ready.put({"pid": os.getpid(), "error": f"setup: {type(exc).__name__}: {exc}"})
         return
