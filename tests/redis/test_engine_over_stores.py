@@ -11,6 +11,8 @@ import hashlib
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +23,7 @@ import redis_server
 import redis_workers
 
 from deviceauth import DeviceAuth
-from deviceauth._exceptions import CacheError
+from deviceauth._exceptions import CacheError, LoginRequired
 from oidc_server import ACCESS_TTL, Approver, OidcServer
 
 pytestmark = pytest.mark.integration
@@ -192,3 +194,38 @@ def test_redis_restarted_empty_means_typed_errors_then_one_clean_login(
     stats = server.stats()
     assert stats["token_errors"].get("invalid_grant", 0) == 0
     assert stats["device_authorization"] <= 2
+
+
+def test_the_readme_recipe_log_in_once_then_workers_use_the_url(
+    server: OidcServer, redis_srv: redis_server.RedisServer, tmp_path: Path
+) -> None:
+    # The URL carries no password: the shell and the workers get it from the environment.
+    url = f"redis://deviceauth@127.0.0.1:{redis_srv.port}/0"
+    env = {**os.environ, "DEVICEAUTH_REDIS_PASSWORD": redis_srv.password, "HOME": str(tmp_path / "nohome")}
+    env.pop("DEVICEAUTH_CACHE", None)
+    worker = _auth(server, url)
+    os.environ["DEVICEAUTH_REDIS_PASSWORD"] = redis_srv.password
+    try:
+        with pytest.raises(LoginRequired) as caught:
+            _auth(server, url).get_token()
+        assert f"--cache redis://deviceauth@127.0.0.1:{redis_srv.port}/0/deviceauth:" in str(caught.value)
+        assert redis_srv.password not in str(caught.value)
+        # "deviceauth login --cache <that location>" on the head node (approved by the test's person):
+        head = _auth(server, caught.value.command.split("--cache ")[1], interactive=True, prompt=Approver(server))  # type: ignore[attr-defined]
+        head.login()
+    finally:
+        del os.environ["DEVICEAUTH_REDIS_PASSWORD"]
+    status = subprocess.run(
+        [sys.executable, "-m", "deviceauth", "status", "--cache", url],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert status.returncode == 0, status.stderr
+    assert CLIENT in status.stdout and redis_srv.password not in status.stdout + status.stderr
+    with SPAWN.Pool(2, initializer=_with_password, initargs=(redis_srv.password,)) as pool:
+        hashes = pool.map(redis_workers.get_token_hash, [worker] * 2)
+    assert len(set(hashes)) == 1
+    assert server.stats()["device_authorization"] == 1
+
+
+def _with_password(password: str) -> None:
+    os.environ["DEVICEAUTH_REDIS_PASSWORD"] = password
