@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import json
 import logging
 import math
@@ -38,6 +39,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, NoReturn
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
@@ -74,12 +76,20 @@ _POLL_LONGEST = 0.25
 _SUBSCRIBED_LONGEST = 1.0
 _URL_OPTIONS = frozenset({"db", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "prefix", "socket_timeout", "lock_ttl"})
 
-# KEYS: lock, login   ARGV: owner, ttl_ms -> {1} acquired, or {0, pttl, login marker or false}
+# KEYS: lock, login, id, version   ARGV: owner, ttl_ms, size cap, "1" to return the entry
+# -> {1} acquired, or {0, pttl, login marker, version, entry}: all a waiter needs, in one round trip
 _ACQUIRE = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1} end
-local marker = false
-if redis.call('TYPE', KEYS[2]).ok == 'string' then marker = redis.call('GET', KEYS[2]) end
-return {0, redis.call('PTTL', KEYS[1]), marker}
+local function text(key)
+  if redis.call('TYPE', key).ok ~= 'string' or redis.call('STRLEN', key) > 4096 then return false end
+  return redis.call('GET', key)
+end
+local entry = false
+if ARGV[4] == '1' and redis.call('TYPE', KEYS[3]).ok == 'hash'
+   and redis.call('HSTRLEN', KEYS[3], 'data') <= tonumber(ARGV[3]) then
+  entry = redis.call('HGET', KEYS[3], 'data')
+end
+return {0, redis.call('PTTL', KEYS[1]), text(KEYS[2]), text(KEYS[4]), entry}
 """
 # KEYS: lock, login   ARGV: owner, ttl_ms, login marker ("" for none), login ttl_ms -> 1 extended, 0 lost
 _EXTEND = """
@@ -265,6 +275,7 @@ class RedisStore:
             # only delay the typed error the caller needs.
             "retry": Retry(ConstantBackoff(0.05), 1),
             "health_check_interval": 30,
+            **_NO_CLIENT_SETINFO,
         }
         if path is not None:
             return redis.Redis(unix_socket_path=path, db=connect.get("db", 0), **_credentials(connect), **common)
@@ -415,9 +426,12 @@ class RedisStore:
         on_wait: Callable[[LoginInProgress], None] | None,
     ) -> Token | None:
         """Take the lock (None) or return a usable token its holder wrote while we waited."""
-        attempt = self._try_lock(keys, owner)
+        want = usable is not None
+        attempt = self._try_lock(keys, owner, entry=want)
         if attempt is None:
             return None
+        if (token := self._handed_off(attempt, identity, since, usable)) is not None:
+            return token  # written before we even subscribed: no need to
         deadline = time.monotonic() + self.lock_timeout
         told = False
         subscription = self._subscribe(keys.channel)
@@ -425,14 +439,12 @@ class RedisStore:
         try:
             while True:
                 # Subscribed first, then checked: a write between the two is seen by one or the other.
-                if usable is not None and (since is None or self.version() != since):
-                    token = self.read(identity)
-                    if token is not None and usable(token):
-                        return token
-                attempt = self._try_lock(keys, owner)
+                attempt = self._try_lock(keys, owner, entry=want)
                 if attempt is None:
                     return None
-                pttl, login = attempt
+                if (token := self._handed_off(attempt, identity, since, usable)) is not None:
+                    return token
+                login = attempt.login
                 if login is not None and login.alive(time.time()):
                     if not told and on_wait is not None:
                         on_wait(login)
@@ -446,7 +458,8 @@ class RedisStore:
                         f"in {self.location}; another process holds it",
                         lock_file=f"{self.location}lock:{keys.h}",
                     )
-                lock_left = pttl / 1000 + 0.002 if pttl > 0 else _SUBSCRIBED_LONGEST
+                # A dead holder's lock expires without a message: sleep no longer than its remaining life.
+                lock_left = attempt.pttl / 1000 + 0.002 if attempt.pttl > 0 else _SUBSCRIBED_LONGEST
                 if subscription is not None:
                     subscription = self._wait_message(subscription, min(remaining, lock_left, _SUBSCRIBED_LONGEST))
                 else:
@@ -457,14 +470,32 @@ class RedisStore:
                 with contextlib.suppress(redis.RedisError, OSError):
                     subscription.close()
 
-    def _try_lock(self, keys: _Keys, owner: str) -> tuple[int, LoginInProgress | None] | None:
-        reply = self._run("acquire", [keys.lock, keys.login], [owner, _ms(self.lock_ttl)], "cannot take the lock")
-        if not isinstance(reply, list) or not reply:
-            return -1, None
-        if reply[0] == 1:
+    def _handed_off(
+        self, attempt: _Attempt, identity: Identity, since: Hashable, usable: Callable[[Token], bool] | None
+    ) -> Token | None:
+        """The token in a failed attempt's reply, if it changed since ``since`` and ``usable`` takes it."""
+        if usable is None or attempt.entry is None or (since is not None and attempt.version == since):
             return None
-        pttl = reply[1] if len(reply) > 1 and isinstance(reply[1], int) else -1
-        return pttl, _marker(reply[2] if len(reply) > 2 else None)
+        try:
+            record = self._decode(attempt.entry, identity)
+        except CacheError:
+            return None  # (a wrong key): the holder's re-read under the lock reports it
+        return record.token if record is not None and usable(record.token) else None
+
+    def _try_lock(self, keys: _Keys, owner: str, *, entry: bool = False) -> _Attempt | None:
+        """None when we took the lock; otherwise what a waiter needs to know, from one round trip."""
+        reply = self._run(
+            "acquire",
+            [keys.lock, keys.login, keys.id, self._version_key],
+            [owner, _ms(self.lock_ttl), MAX_VALUE_BYTES, "1" if entry else "0"],
+            "cannot take the lock",
+        )
+        if isinstance(reply, list) and reply and reply[0] == 1:
+            return None
+        parts = list(reply) + [None] * 5 if isinstance(reply, list) else [None] * 5
+        pttl = parts[1] if isinstance(parts[1], int) else -1
+        version = parts[3] if isinstance(parts[3], bytes) and len(parts[3]) <= 32 else None
+        return _Attempt(pttl, _marker(parts[2]), version, parts[4] if isinstance(parts[4], bytes) else None)
 
     def _subscribe(self, channel: str) -> Any:
         try:
@@ -581,6 +612,16 @@ class RedisStore:
         if self._secret:
             raw = raw.replace(self._secret, "***")
         raise CacheError(f"the token store {self.location} {what}: {detail} ({raw})", path=self.location) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    """A failed try at the lock: its remaining life, the login marker, the version and the entry."""
+
+    pttl: int
+    login: LoginInProgress | None
+    version: bytes | None
+    entry: bytes | None
 
 
 class _Keys:
@@ -733,6 +774,14 @@ class _RedisTransaction:
 
 # -- helpers ------------------------------------------------------------------------------------
 
+
+# CLIENT SETINFO costs two round trips per new connection (every fresh worker pays them); its
+# switch moved from lib_name/lib_version (redis-py 5) to driver_info (8, which warns on the old one).
+_NO_CLIENT_SETINFO: dict[str, Any] = (
+    {"driver_info": None}
+    if "driver_info" in inspect.signature(redis.Redis.__init__).parameters
+    else {"lib_name": None, "lib_version": None}
+)
 
 # One client (one connection pool) per server and credentials per process: every DeviceAuth
 # naming the same Redis shares its connections, and they live as long as the process (a store

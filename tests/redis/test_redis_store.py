@@ -137,9 +137,9 @@ def test_waiters_sleep_on_the_channel_instead_of_polling(redis_url: str, monkeyp
     attempts = []
     original = RedisStore._try_lock
 
-    def counted(self: RedisStore, *args: Any) -> Any:
+    def counted(self: RedisStore, *args: Any, **kwargs: Any) -> Any:
         attempts.append(1)
-        return original(self, *args)
+        return original(self, *args, **kwargs)
 
     holding, release = threading.Event(), threading.Event()
 
