@@ -34,6 +34,7 @@ def worker(
         results.put({"pid": os.getpid(), "error": "never released", "token": None, "woke": 0.0, "done": 0.0})
         return
     woke = time.time()
+    cpu = time.process_time()
     token: str | None = None
     error: str | None = None
     try:
@@ -41,7 +42,8 @@ def worker(
     except Exception as exc:
         error = f"{type(exc).__name__}: {getattr(exc, 'error', '') or str(exc)[:120]}"
     done = time.time()
-    results.put({"pid": os.getpid(), "error": error, "token": token, "woke": woke, "done": done})
+    cpu = time.process_time() - cpu
+    results.put({"pid": os.getpid(), "error": error, "token": token, "woke": woke, "done": done, "cpu": cpu})
 
 
 def _deviceauth(issuer: str, cache: str) -> Any:

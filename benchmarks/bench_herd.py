@@ -48,6 +48,7 @@ class Round:
     last_done_ms: float = 0.0
     median_done_ms: float = 0.0
     last_woke_ms: float = 0.0
+    cpu_ms: float = 0.0  # CPU time all N processes used between the release and holding a token
     written_ms: float = float("nan")  # deviceauth: when the new token reached the cache file
     other_token_requests: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
@@ -158,6 +159,7 @@ def run_round(ctx: Any, mode: str, n: int, server: Any, cache: Path | str, token
     result.last_done_ms = max(done_ms)
     result.median_done_ms = _common.median(done_ms)
     result.last_woke_ms = max((r["woke"] - released) * 1000 for r in reports)
+    result.cpu_ms = sum(r.get("cpu", 0.0) for r in reports) * 1000
     return result
 
 
@@ -228,6 +230,8 @@ def main() -> int:
             "error=invalid_grant) between the release and the end of the round",
             "last-woke: when the last process started running after the release; cache written: mtime of "
             ".tokens.json after the round (the refreshing process's atomic write), relative to the release",
+            "cpu: process_time() the N processes spent between the release and holding the token, summed "
+            "(waiters that poll burn it; waiters that sleep on a socket do not)",
             "usable: processes whose final access token the test API (/api/me) accepts, checked after all "
             "are done",
             "server: oidc-provider, Keycloak-shaped routes, refresh token rotation with reuse detection "
@@ -342,10 +346,12 @@ def main() -> int:
             "deviceauth cache written ms",
             "deviceauth usable",
             "deviceauth distinct tokens",
+            "deviceauth cpu ms (all N)",
             "redis median-done ms",
             "redis last-woke ms",
             "redis token obtained ms",
             "redis usable",
+            "redis cpu ms (all N)",
             "naive failures",
             "naive median-done ms",
             "naive distinct tokens",
@@ -359,10 +365,12 @@ def main() -> int:
                 col("deviceauth", n, "written_ms"),
                 f"{col('deviceauth', n, 'usable')} of {n}",
                 col("deviceauth", n, "distinct_tokens"),
+                col("deviceauth", n, "cpu_ms"),
                 col("redis", n, "median_done_ms"),
                 col("redis", n, "last_woke_ms"),
                 col("redis", n, "written_ms"),
                 f"{col('redis', n, 'usable')} of {n}",
+                col("redis", n, "cpu_ms"),
                 col("naive", n, "failures"),
                 col("naive", n, "median_done_ms"),
                 col("naive", n, "distinct_tokens"),
