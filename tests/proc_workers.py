@@ -18,8 +18,10 @@ from pathlib import Path
 import requests
 
 from deviceauth import DeviceAuth, DeviceCode
-from deviceauth._cache import TokenCache
+from deviceauth.store import FileStore, Identity
 
+# Any identity: the lock tests only need the store's lock.
+LOCK_PROBE = Identity("https://lock-probe.invalid", "lock-probe", None)
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -95,15 +97,15 @@ def refresh_forever(auth: DeviceAuth, rounds: int) -> None:
     """Force a refresh (and cache write) again and again, until killed or ``rounds`` run out."""
     token = auth.get_token()
     for _ in range(rounds):
-        token = auth._replace_rejected(token)
+        token = auth.renew(token)
 
 
 def log_lock_holds(cache_path: str, log_path: str, rounds: int, hold: float) -> None:
     """Append ``<pid`` on entering and ``>pid`` on leaving the cache lock, as msal-extensions' test does."""
-    cache = TokenCache(cache_path, lock_timeout=60)
+    cache = FileStore(cache_path, lock_timeout=60)
     pid = os.getpid()
     for _ in range(rounds):
-        with cache.locked(), open(log_path, "a") as log:
+        with cache.transaction(LOCK_PROBE), open(log_path, "a") as log:
             log.write(f"<{pid}\n")
             log.flush()
             time.sleep(hold)
@@ -111,8 +113,8 @@ def log_lock_holds(cache_path: str, log_path: str, rounds: int, hold: float) -> 
 
 
 def hold_lock_then_sleep(cache_path: str, ready: str, seconds: float) -> None:
-    cache = TokenCache(cache_path)
-    with cache.locked():
+    cache = FileStore(cache_path)
+    with cache.transaction(LOCK_PROBE):
         Path(ready).touch()
         time.sleep(seconds)
 
@@ -121,7 +123,7 @@ def write_identity_rounds(auth: DeviceAuth, rounds: int) -> str:
     """Refresh one identity ``rounds`` times; return the hash of the last token it obtained."""
     token = auth.get_token()
     for _ in range(rounds):
-        token = auth._replace_rejected(token)
+        token = auth.renew(token)
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -138,6 +140,5 @@ def ready(_: object) -> int:
 
 def force_refresh(auth: DeviceAuth) -> None:
     """What the next process does: start from the cache and refresh (logging in again if the session is gone)."""
-    state = auth._engine._state
-    state.token, state.due = None, 0.0  # a forked child remembers the parent's token; a new process would not
-    auth._replace_rejected(auth.get_token())
+    # A forked child remembers the parent's token: renewing it refreshes, as a new process would.
+    auth.renew(auth.get_token())

@@ -7,8 +7,6 @@ threads refresh once, not once each.
 
 from __future__ import annotations
 
-from typing import Any
-
 from ._auth import DeviceAuth, LogoutResult
 from ._exceptions import (
     AccessDenied,
@@ -62,7 +60,7 @@ for _name in __all__:
 del _name, _member
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> str:
     # The version comes from the installed package's metadata, read only when asked for.
     if name == "__version__":
         from importlib.metadata import version

@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import requests
-
 from ._engine import TokenEngine
 from ._requests import retry_on_401
 from ._settings import Interaction, Settings, normalize_scope
@@ -20,6 +18,8 @@ from ._token import Token
 from ._transport import check_transport
 
 if TYPE_CHECKING:
+    import requests
+
     from ._flow import DeviceCode
     from .httpx import HttpxAuth
     from .httpx2 import Httpx2Auth
@@ -46,11 +46,12 @@ class LogoutResult:
         return self.removed
 
 
-class DeviceAuth(requests.auth.AuthBase):
+class DeviceAuth:
     """Bearer tokens from an OAuth 2.0 device login, refreshed and shared through a token store.
 
-    Pass it as ``auth=`` to ``requests`` (and, through its adapters, to HTTPX and urllib3), or
-    call ``get_token()``. Creating one does no network or file I/O: the first request that
+    Pass it as ``auth=`` to ``requests`` (it is the callable requests' ``auth=`` takes; importing
+    deviceauth does not import requests), through its adapters to HTTPX and urllib3, or call
+    ``get_token()``. Creating one does no network or file I/O: the first request that
     needs a token reads the store, refreshes, or starts a device login. Bad arguments raise
     ``ValueError``/``TypeError`` here, not on first use.
 
@@ -79,6 +80,8 @@ class DeviceAuth(requests.auth.AuthBase):
         issuer. Used when the store has nothing to refresh with; never prompts; never stored
         unless ``store_offline_token=True`` (do that when the server rotates offline tokens, so
         every process sees the newest one).
+    :param max_code_life: the longest a login waits for the person, in seconds (default 30 min),
+        whatever the server says its device code's life is; other processes wait that long too.
     :param clock: wall-clock seconds and ``sleep``: the time source, for tests that must not wait
         (not pickled: a worker process uses the real clock).
     """
@@ -104,6 +107,7 @@ class DeviceAuth(requests.auth.AuthBase):
         verify: bool | str = True,
         offline_token: str | None = None,
         store_offline_token: bool = False,
+        max_code_life: float | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -125,6 +129,7 @@ class DeviceAuth(requests.auth.AuthBase):
             endpoints=tuple((name, url) for name, url in endpoints.items() if url),
             offline_token=offline_token or _offline_token_from_env(issuer),
             store_offline_token=store_offline_token,
+            max_code_life=max_code_life,
         )
         if prompt is not None and not callable(prompt):
             raise TypeError("prompt must be a callable taking a DeviceCode")

@@ -168,9 +168,9 @@ def _status(args: argparse.Namespace) -> int:
         and (not args.client_id or record.identity.client_id == args.client_id)
     ]
     if not rows:
-        print(f"No stored identities in {store.location}", file=sys.stderr)
+        print(f"No cached identities in {store.location}", file=sys.stderr)
         return EXIT_ERROR if args.issuer or args.client_id else 0
-    print(f"Store: {store.location}")
+    print(f"Cache: {store.location}")
     for row in rows:
         print(row)
     return 0

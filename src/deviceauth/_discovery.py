@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -9,9 +10,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
-from ._exceptions import DiscoveryError, ServerError
+from ._exceptions import DeviceAuthError, DiscoveryError, ServerError
+from ._redact import redact
+from ._transport import check_outbound, safe_origin
 
-__all__ = ["discover", "well_known_urls"]
+__all__ = ["ENDPOINTS", "discover", "well_known_urls"]
+
+# The endpoints we send to: each must pass the outbound policy before the metadata is used or cached.
+ENDPOINTS = ("token_endpoint", "device_authorization_endpoint", "revocation_endpoint")
 
 log = logging.getLogger("deviceauth.discovery")
 
@@ -35,19 +41,32 @@ def well_known_urls(issuer: str) -> list[str]:
 
 
 def discover(get: Callable[[str], requests.Response], issuer: str) -> dict[str, Any]:
-    """Fetch and check the issuer's metadata; raise ``DiscoveryError`` if none is usable."""
+    """Fetch and check the issuer's metadata; raise ``DiscoveryError`` if none is usable.
+
+    Network errors and 5xx answers are transient (``ServerError``/``DiscoveryError`` with
+    ``transient=True``); 4xx, non-JSON and unusable metadata are not.
+    """
+    check_outbound(issuer)
     failures: list[str] = []
+    transient = False
     for url in well_known_urls(issuer):
         try:
             response = get(url)
+        except DeviceAuthError:
+            raise
         except requests.RequestException as exc:
-            raise ServerError(f"cannot reach the authorization server at {url}: {_reason(exc)}") from exc
+            raise ServerError(
+                f"cannot reach the authorization server at {url}: {_reason(exc)}", transient=True
+            ) from exc
+        except Exception as exc:  # anything else from the HTTP stack: typed, never raw
+            raise ServerError(f"discovery at {url} failed ({type(exc).__name__})", transient=False) from exc
         if response.status_code != 200:
+            transient = transient or response.status_code >= 500
             failures.append(f"{url} answered HTTP {response.status_code}")
             continue
         try:
-            metadata = response.json()
-        except ValueError:
+            metadata = json.loads(response.content)
+        except (ValueError, RecursionError):
             failures.append(f"{url} did not return JSON")
             continue
         if isinstance(metadata, dict):
@@ -57,19 +76,33 @@ def discover(get: Callable[[str], requests.Response], issuer: str) -> dict[str, 
         failures.append(f"{url} did not return a JSON object")
     raise DiscoveryError(
         f"no authorization server metadata found for issuer {issuer} ({'; '.join(failures)}); "
-        "check the issuer URL (for Keycloak: https://HOST/auth/realms/REALM or https://HOST/realms/REALM)"
+        "check the issuer URL (for Keycloak: https://HOST/auth/realms/REALM or https://HOST/realms/REALM)",
+        transient=transient,
     )
 
 
 def _check(metadata: Mapping[str, Any], issuer: str, url: str) -> None:
-    advertised = str(metadata.get("issuer", "")).rstrip("/")
+    raw = metadata.get("issuer")
+    advertised = raw.rstrip("/") if isinstance(raw, str) else ""
     if advertised != issuer.rstrip("/"):
+        shown = redact(raw) if raw is not None else "(none)"
         raise DiscoveryError(
-            f"the metadata at {url} names issuer {advertised or '(none)'!s}, not {issuer}; "
-            "use the exact issuer URL the server advertises"
+            f"the metadata at {url} names issuer {shown}, not {issuer}; use the exact issuer URL the server advertises"
         )
     if not metadata.get("token_endpoint"):
         raise DiscoveryError(f"the metadata at {url} has no token_endpoint")
+    for name in ENDPOINTS:
+        endpoint = metadata.get(name)
+        if endpoint is None:
+            continue
+        if not isinstance(endpoint, str):
+            raise DiscoveryError(f"the metadata at {url} has a {name} that is not a string")
+        try:
+            check_outbound(endpoint)
+        except DeviceAuthError as exc:
+            raise DiscoveryError(
+                f"the metadata at {url} has an unusable {name} ({safe_origin(endpoint)}): {exc}"
+            ) from None
 
 
 def _reason(exc: requests.RequestException) -> str:

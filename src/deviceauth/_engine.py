@@ -35,7 +35,6 @@ from typing import Any, TypeGuard
 
 from ._exceptions import CacheError, LoginRequired, ServerError, TokenRejected
 from ._process import state_for
-from ._prompt import is_interactive, make_prompt
 from ._server import ServerSide
 from ._settings import Interaction, Settings
 from ._store import LoginInProgress, StaleWrite, TokenStore, Transaction, Written
@@ -123,7 +122,12 @@ class TokenEngine:
         if self._usable(current, rejected):
             return self._adopt(current, "the store")
         if current is not None and current.can_refresh(self._clock()):
-            token = self._refresh(txn, current, rejected)
+            try:
+                token = self._refresh(txn, current)
+            except ServerError as exc:
+                if exc.transient and current.access_token != rejected and self._clock() < current.expires_at:
+                    return self._serve_meanwhile(current, exc)
+                raise
             if token is not None:
                 return self._adopt(token, "the server")
         token = self._redeem_offline_token(txn) or self._login(txn, interaction)
@@ -143,7 +147,7 @@ class TokenEngine:
         self._put(txn, unsaved)  # the store may work again now
         return unsaved
 
-    def _refresh(self, txn: Transaction, current: Token, rejected: str | None) -> Token | None:
+    def _refresh(self, txn: Transaction, current: Token) -> Token | None:
         """Refresh with the newest refresh token; None when the server says a login is needed."""
         assert current.refresh_token is not None
         log.debug("refreshing with refresh token %s", fingerprint(current.refresh_token))
@@ -154,17 +158,13 @@ class TokenEngine:
             if txn.delete(unless_changed_from=current.refresh_token):
                 log.info("the server rejected the stored refresh token for %s; cleared it", self.settings.key)
             return None
-        except ServerError as exc:
-            if exc.transient and current.access_token != rejected and self._clock() < current.expires_at:
-                return self._serve_meanwhile(current, exc)
-            raise
         self._retry_after = _FIRST_RETRY
         token = self._token_from(response, previous=current)
         self._put(txn, token)
         log.info("refreshed the access token for %s", self.settings.key)
         return token
 
-    def _serve_meanwhile(self, current: Token, exc: ServerError) -> Token:
+    def _serve_meanwhile(self, current: Token, exc: ServerError) -> str:
         """A transient refresh failure while the access token still works: use it, retry later."""
         retry_at = min(self._clock() + self._retry_after, current.expires_at)
         log.warning(
@@ -176,7 +176,7 @@ class TokenEngine:
         self._retry_after = min(self._retry_after * 2, _LONGEST_RETRY)
         self._adopt(current, "the store")
         self._state.due = retry_at
-        return current
+        return current.access_token
 
     def _redeem_offline_token(self, txn: Transaction) -> Token | None:
         """Use the caller's offline token; only the access token it yields is stored, unless asked."""
@@ -200,6 +200,8 @@ class TokenEngine:
         return token
 
     def _login(self, txn: Transaction, interaction: Interaction) -> Token:
+        from ._prompt import is_interactive, make_prompt  # the terminal and browser, only for a login
+
         interactive = is_interactive() if interaction.interactive is None else interaction.interactive
         if not interactive:
             command = self.login_command()

@@ -99,17 +99,22 @@ class TokenRejected(AuthorizationError):
 class ServerError(DeviceAuthError):
     """The authorization server could not be reached or gave an unusable answer.
 
-    ``url`` is the endpoint involved (never with credentials); ``transient`` is true for
-    failures worth retrying (network errors, timeouts, HTTP 5xx, a body cut short).
+    ``url`` is the origin involved (``scheme://host:port``, never a path or credentials);
+    ``transient`` is true for failures worth retrying (network errors, timeouts, HTTP 5xx, a body
+    cut short); ``error`` is the OAuth error code when the server sent one (``server_error``,
+    ``temporarily_unavailable``).
     """
 
-    def __init__(self, message: str, *, url: str | None = None, transient: bool = False) -> None:
+    def __init__(
+        self, message: str, *, url: str | None = None, transient: bool = False, error: str | None = None
+    ) -> None:
         super().__init__(message)
         self.url = url
         self.transient = transient
+        self.error = error
 
     def _details(self) -> dict[str, Any]:
-        return {"url": self.url, "transient": self.transient}
+        return {"url": self.url, "transient": self.transient, "error": self.error}
 
 
 class DiscoveryError(ServerError):
@@ -140,3 +145,14 @@ class LockTimeout(DeviceAuthError, TimeoutError):
 
 class InsecureTransport(DeviceAuthError, ValueError):
     """Refused to send a token or credential over plain http to a remote host, or to an unsafe URL."""
+
+
+class AuthorizationPending(Exception):
+    """Internal, never raised to users: the person has not answered yet.
+
+    ``slow`` is true when the server asked us to poll more slowly (RFC 8628 ``slow_down``).
+    """
+
+    def __init__(self, slow: bool) -> None:
+        super().__init__("slow_down" if slow else "authorization_pending")
+        self.slow = slow

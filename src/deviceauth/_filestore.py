@@ -11,7 +11,7 @@ without blocking, a lock path that is not a regular file is refused, an oversize
 nested or otherwise unreadable cache is set aside and reported, and a malformed entry is
 ignored. A cache path that is a symlink is followed: the target is replaced atomically and
 the link stays, so a cache kept elsewhere (a dotfiles repository, a mounted secret) is not
-silently forked into a second copy.
+silently forked into a second copy; a link another user planted is refused, not followed.
 
 The JSON layout lives here and nowhere else::
 
@@ -24,22 +24,25 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import json
 import logging
+import math
 import os
 import stat
 import tempfile
 import time
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
-
-import filelock
+from typing import TYPE_CHECKING, Any
 
 from ._exceptions import CacheError, LockTimeout
 from ._settings import Identity
 from ._store import LoginInProgress, Record, StaleWrite, Written
 from ._token import Token
+
+if TYPE_CHECKING:
+    import filelock
 
 __all__ = ["CACHE_ENV", "FileStore", "default_cache_path"]
 
@@ -56,6 +59,12 @@ _LOGIN_CHECK_EVERY = 0.5
 # A cache holds a few KB per identity; anything this large is not ours.
 MAX_CACHE_BYTES = 8 * 1024 * 1024
 _MAX_MARKER_BYTES = 4096
+# Our layout nests 5 levels and discovery documents a few more; deeper is not ours. The bound
+# also keeps json.dumps from hitting the recursion limit on data json.loads just managed to read.
+_MAX_DEPTH = 32
+# Stored times beyond the year 9999 are not times (datetime cannot show them).
+_LATEST_TIME = 253_402_300_799.0
+_MAX_PID = 2**31 - 1
 
 
 def default_cache_path() -> Path:
@@ -78,6 +87,16 @@ class FileStore:
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, lock_timeout: float | None = None) -> None:
         self.path = Path(os.path.abspath(Path(path).expanduser() if path is not None else default_cache_path()))
+        if "\0" in str(self.path):
+            raise ValueError("the cache path contains a NUL character")
+        if lock_timeout is not None and (
+            isinstance(lock_timeout, bool)
+            or not isinstance(lock_timeout, int | float)
+            or not math.isfinite(lock_timeout)
+            or lock_timeout < 0
+        ):
+            # NaN would never reach the deadline: every wait would be endless.
+            raise ValueError(f"lock_timeout must be a finite number of seconds >= 0, not {lock_timeout!r}")
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.login_marker_path = self.path.with_name(self.path.name + ".login")
         self.lock_timeout = DEFAULT_LOCK_TIMEOUT if lock_timeout is None else lock_timeout
@@ -128,9 +147,14 @@ class FileStore:
     def login_in_progress(self) -> LoginInProgress | None:
         try:
             raw = _read_regular_file(self.login_marker_path, _MAX_MARKER_BYTES)
-            return None if raw is None else LoginInProgress.from_json(json.loads(raw))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError, CacheError):
+            marker = None if raw is None else LoginInProgress.from_json(json.loads(raw))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError, OverflowError):
             return None
+        # pid 0 or -1 would make os.kill "succeed" (it signals a group), a huge one overflows it,
+        # and a NaN expiry never passes: such a marker would hold every waiter for the longest wait.
+        if marker is None or not 0 < marker.pid <= _MAX_PID or not math.isfinite(marker.expires_at):
+            return None
+        return marker
 
     def _read_bytes(self) -> bytes | None:
         """The file's bytes, or None when there is no file yet."""
@@ -190,6 +214,8 @@ class FileStore:
                 raise CacheError(
                     f"the lock file {self.lock_path} is not a regular file; remove it", path=str(self.path)
                 )
+        import filelock  # only writers need it: `deviceauth token` with a fresh token never loads it
+
         return filelock.FileLock(self.lock_path, mode=0o600)
 
     def _acquire(
@@ -198,6 +224,8 @@ class FileStore:
         on_wait: Callable[[LoginInProgress], None] | None,
         watcher: _Watcher,
     ) -> Written | None:
+        from filelock import Timeout
+
         deadline = time.monotonic() + self.lock_timeout
         next_login_check = time.monotonic() + _LOGIN_CHECK_EVERY
         told = False
@@ -206,7 +234,7 @@ class FileStore:
             try:
                 lock.acquire(timeout=wait, poll_interval=wait / 2)
                 return None
-            except filelock.Timeout:
+            except Timeout:
                 pass
             except OSError as exc:
                 raise CacheError(f"cannot take the lock {self.lock_path}: {_reason(exc)}", path=str(self.path)) from exc
@@ -268,9 +296,23 @@ class FileStore:
 
     def _target(self) -> Path:
         """The file to replace: the cache path itself, or what it links to (so the link stays)."""
-        if self.path.is_symlink():
-            return Path(os.path.realpath(self.path))
-        return self.path
+        try:
+            link = os.lstat(self.path)
+            if not stat.S_ISLNK(link.st_mode):
+                return self.path
+            owner = os.stat(self.path.parent).st_uid
+        except FileNotFoundError:
+            return self.path
+        except OSError as exc:
+            raise CacheError(f"cannot use the token cache {self.path}: {_reason(exc)}", path=str(self.path)) from exc
+        # Like the kernel's protected_symlinks: in a shared directory, a link planted by another
+        # user must not aim our write (and the set-aside rename) at a file of their choosing.
+        if link.st_uid not in (os.geteuid(), owner):
+            raise CacheError(
+                f"the token cache {self.path} is a symbolic link owned by another user; remove it",
+                path=str(self.path),
+            )
+        return Path(os.path.realpath(self.path))
 
     def _write(self, data: dict[str, Any]) -> None:
         payload = json.dumps(data, indent=1, sort_keys=True).encode()
@@ -295,7 +337,7 @@ class FileStore:
     def _remove_stray_temp_files(self, target: Path) -> None:
         # Only lock holders write temp files, and we hold the lock: any left over are from a crash.
         with contextlib.suppress(OSError):
-            for stray in target.parent.glob(target.name + ".*.tmp"):
+            for stray in target.parent.glob(glob.escape(target.name) + ".*.tmp"):
                 with contextlib.suppress(OSError):
                     stray.unlink()
 
@@ -315,15 +357,19 @@ class _FileTransaction:
         if (current.refresh_token if current else None) != replacing:
             raise StaleWrite("the stored session changed under this transaction")
         identity = self._identity
-        self._data["identities"][identity.key] = {
+        entry = {
             "issuer": identity.issuer,
             "client_id": identity.client_id,
             "scope": identity.scope,
             "token": token.to_json(),
         }
+        data = {**self._data, "identities": {**self._data["identities"], identity.key: entry}}
         if metadata is not None:
-            self._data["servers"][identity.issuer] = {"metadata": dict(metadata)}
-        self._store._write(self._data)
+            data["servers"] = {**self._data["servers"], identity.issuer: {"metadata": dict(metadata)}}
+        # Changed only once written: after a failed write this transaction still holds what the
+        # file holds, so the caller can retry the same put.
+        self._store._write(data)
+        self._data = data
         self.token = token
 
     def delete(self, *, unless_changed_from: str | None) -> bool:
@@ -332,8 +378,10 @@ class _FileTransaction:
             return False
         if current is not None and current.refresh_token != unless_changed_from:
             return False
-        del self._data["identities"][self._identity.key]
-        self._store._write(self._data)
+        identities = {key: entry for key, entry in self._data["identities"].items() if key != self._identity.key}
+        data = {**self._data, "identities": identities}
+        self._store._write(data)
+        self._data = data
         self.token = None
         return True
 
@@ -343,6 +391,7 @@ class _FileTransaction:
         payload = json.dumps(LoginInProgress.here(expires_at).to_json()).encode()
         # A fresh, unpredictable temp name (O_EXCL, no link followed), renamed into place, so
         # waiters never read half a marker and a planted symlink is never written through.
+        temp = None
         try:
             fd, temp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
             with os.fdopen(fd, "wb") as handle:
@@ -350,6 +399,9 @@ class _FileTransaction:
             os.replace(temp, path)
         except OSError as exc:
             log.warning("cannot advertise the login in progress at %s: %s", path, _reason(exc))
+            if temp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp)
         try:
             yield
         finally:
@@ -389,7 +441,11 @@ class _Corrupt(Exception):
 def _read_regular_file(path: Path, limit: int) -> bytes | None:
     """The bytes of a regular file, None if absent; never blocks on a FIFO or reads a device."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        # Opening a device can have effects of its own (a tape rewinds, a tty becomes ours):
+        # look first, then check again on the open file in case it was swapped in between.
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         return None
     try:
@@ -415,6 +471,8 @@ def _parse(raw: bytes) -> dict[str, Any]:
         data = json.loads(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise _Corrupt(str(exc)) from None
+    if not _shallow(data, _MAX_DEPTH):
+        raise _Corrupt("nested too deeply")
     if not isinstance(data, dict) or not all(
         isinstance(data.get(part, {}), dict) for part in ("identities", "servers")
     ):
@@ -430,6 +488,20 @@ def _parse(raw: bytes) -> dict[str, Any]:
     return data
 
 
+def _shallow(value: object, limit: int) -> bool:
+    """Whether ``value`` nests at most ``limit`` containers deep (without recursing itself)."""
+    pending: list[tuple[object, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return False
+        pending.extend((child, depth + 1) for child in children)
+    return True
+
+
 def _token_of(data: dict[str, Any], identity: Identity) -> Token | None:
     entry = data["identities"].get(identity.key)
     record = _record_of(entry)
@@ -440,8 +512,12 @@ def _record_of(entry: object) -> Record | None:
     if not isinstance(entry, dict):
         return None
     try:
-        identity = Identity(str(entry["issuer"]), str(entry["client_id"]), _optional_str(entry.get("scope")))
-        return Record(identity, Token.from_json(entry["token"]))
+        identity = Identity(_str(entry["issuer"]), _str(entry["client_id"]), _optional_str(entry.get("scope")))
+        token = Token.from_json(entry["token"])
+        for moment in (token.expires_at, token.obtained_at, token.refresh_expires_at or 0.0):
+            if not 0 <= moment <= _LATEST_TIME:
+                raise ValueError("a stored time is out of range")
+        return Record(identity, token)
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
         log.warning("ignoring a malformed entry in the token cache")
         return None
@@ -452,6 +528,12 @@ def _metadata_of(data: dict[str, Any], issuer: str) -> dict[str, Any] | None:
     if isinstance(server, dict) and isinstance(server.get("metadata"), dict):
         return dict(server["metadata"])
     return None
+
+
+def _str(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    raise TypeError("not a string")
 
 
 def _optional_str(value: object) -> str | None:

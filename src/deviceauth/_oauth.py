@@ -1,49 +1,68 @@
 """The only module that talks to Authlib: token requests in, our types and errors out.
 
 Authlib's requests ``OAuth2Session`` builds and authenticates every request (public clients
-send ``client_id``; confidential ones use the method the caller picks). The device
-authorization request (RFC 8628 §3.1) has no Authlib helper, so it is a plain POST on the
-same session with Authlib's client authentication attached.
+send ``client_id``; confidential ones use the method the caller picks, for revocation too).
+The device authorization request (RFC 8628 §3.1) has no Authlib helper, so it is a plain POST
+on the same session with Authlib's client authentication attached.
+
+Every exchange goes through ``BoundedAdapter`` (outbound check, no redirects, size cap, total
+deadline) and ends at one boundary: what comes back is a checked dict or a ``DeviceAuthError``
+whose text has no secret in it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable
-from typing import Any, NoReturn
+import math
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 import requests
 from authlib.integrations.requests_client import OAuth2Session, OAuthError
 
+from ._bounded import BoundedAdapter
 from ._exceptions import (
     AccessDenied,
     AuthorizationError,
+    AuthorizationPending,
+    DeviceAuthError,
     DeviceCodeExpired,
     ServerError,
     TokenRejected,
 )
+from ._redact import redact, secret_forms
+from ._transport import check_outbound, safe_origin
 
-__all__ = ["DEVICE_CODE_GRANT", "AuthorizationPending", "OAuthClient"]
+__all__ = ["AUTH_METHODS", "DEVICE_CODE_GRANT", "OAuthClient"]
 
 log = logging.getLogger("deviceauth.oauth")
 
+_T = TypeVar("_T")
+
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
-_FORM_HEADERS = {"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded;charset=UTF-8"}
-
-
-class AuthorizationPending(Exception):
-    """Internal: the person has not answered yet (``slow`` when the server asked us to slow down)."""
-
-    def __init__(self, slow: bool) -> None:
-        super().__init__("slow_down" if slow else "authorization_pending")
-        self.slow = slow
+AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
+# The bare media type: strict servers (oauthlib) compare it exactly and refuse ";charset=UTF-8".
+_FORM_HEADERS = {"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"}
+# Only what BoundedAdapter can decode with a bounded output (no brotli/zstd surprises).
+_ACCEPT_ENCODING = "gzip, deflate"
+_NUMBERS = ("expires_in", "refresh_expires_in", "interval")
+_TOKEN_STRINGS = ("access_token", "refresh_token", "id_token", "token_type", "scope")
+_MAX_ERROR_CODE = 64
 
 
 _TERMINAL: dict[str, tuple[type[AuthorizationError], str]] = {
     "access_denied": (AccessDenied, "the sign-in request was denied"),
     "expired_token": (DeviceCodeExpired, "the sign-in code expired before it was approved"),
     "invalid_grant": (TokenRejected, "the server rejected the refresh token (expired, revoked or already used)"),
+    "invalid_scope": (
+        AuthorizationError,
+        "the server refused the requested scope; pass the scopes this client may ask for "
+        "(scope=... in Python, --scope on the command line)",
+    ),
 }
+_PENDING = ("authorization_pending", "slow_down")
+_UNAVAILABLE = ("temporarily_unavailable", "server_error")
 
 
 class OAuthClient:
@@ -58,108 +77,268 @@ class OAuthClient:
         timeout: float = 30.0,
         verify: bool | str = True,
     ) -> None:
-        self.client_id = client_id
+        if token_endpoint_auth_method is not None and token_endpoint_auth_method not in AUTH_METHODS:
+            raise ValueError(
+                f"token_endpoint_auth_method must be one of {', '.join(AUTH_METHODS)} (or None), "
+                f"not {token_endpoint_auth_method!r}"
+            )
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not math.isfinite(timeout):
+            raise ValueError(f"timeout must be a finite number of seconds, not {timeout!r}")
+        if timeout <= 0:
+            raise ValueError(f"timeout must be more than 0 seconds, not {timeout!r}")
+        method = token_endpoint_auth_method or ("client_secret_basic" if client_secret else "none")
+        if method != "none" and not client_secret:
+            raise ValueError(f"token_endpoint_auth_method={method!r} needs a client_secret")
+        self._client_id = client_id
+        self._secret = client_secret
+        self._method = method
         self._session = OAuth2Session(
             client_id=client_id,
             client_secret=client_secret,
-            token_endpoint_auth_method=token_endpoint_auth_method,
+            token_endpoint_auth_method=method,
+            # Authlib would use Basic for revocation whenever there is a secret; the server expects ours.
+            revocation_endpoint_auth_method=method,
             default_timeout=timeout,
         )
+        adapter = BoundedAdapter(deadline=timeout)
+        self._session.mount("https://", adapter)
+        self._session.mount("http://", adapter)
+        self._session.headers["Accept-Encoding"] = _ACCEPT_ENCODING
+        for hook in ("access_token_response", "refresh_token_response"):
+            self._session.register_compliance_hook(hook, _checked_token_response)
         # Passed on every call: requests lets REQUESTS_CA_BUNDLE override a session-level verify.
         self._verify = verify
         self.timeout = timeout
 
     def get(self, url: str) -> requests.Response:
         """A plain GET on the same connection pool (for discovery), without any token."""
+        check_outbound(url)
         response: requests.Response = self._session.get(
-            url, withhold_token=True, timeout=self.timeout, verify=self._verify, headers={"Accept": "application/json"}
+            url,
+            withhold_token=True,
+            timeout=self.timeout,
+            verify=self._verify,
+            allow_redirects=False,
+            headers={"Accept": "application/json"},
         )
         return response
 
-    def close(self) -> None:
-        self._session.close()
-
     def request_device_code(self, endpoint: str, scope: str | None) -> dict[str, Any]:
+        """The device authorization request (RFC 8628 §3.1): a checked response with the codes."""
         data = {"scope": scope} if scope else {}
-        auth = self._session.client_auth(self._session.token_endpoint_auth_method)
-        response = self._call(
-            endpoint,
-            lambda: self._session.post(
-                endpoint, data=data, auth=auth, headers=dict(_FORM_HEADERS), verify=self._verify
-            ),
-        )
-        body = _json_object(response, endpoint)
-        if "error" in body:
-            _raise_oauth(str(body["error"]), body.get("error_description"), endpoint)
-        missing = [name for name in ("device_code", "user_code") if not body.get(name)]
-        if missing or not (body.get("verification_uri") or body.get("verification_url")):
-            raise ServerError(
-                f"the device authorization response from {endpoint} lacks {missing or 'verification_uri'}"
+        if self._method == "client_secret_basic":
+            # Some servers (oauthlib) want client_id in the body even when Basic authenticates.
+            data["client_id"] = self._client_id
+        auth = self._session.client_auth(self._method)
+
+        def send() -> dict[str, Any]:
+            response = self._session.post(
+                endpoint,
+                data=data,
+                auth=auth,
+                headers=dict(_FORM_HEADERS),
+                timeout=self.timeout,
+                verify=self._verify,
+                allow_redirects=False,
             )
-        return body
+            body = _json_object(response, endpoint)
+            if "error" in body:
+                raise OAuthError(error=body["error"], description=body.get("error_description"))
+            return _checked_device_response(body, endpoint)
+
+        return self._exchange(endpoint, (), send)
 
     def poll(self, endpoint: str, device_code: str) -> dict[str, Any]:
         """One token request for the device code; raises ``AuthorizationPending`` while undecided."""
         return self._token_request(
             endpoint,
+            device_code,
             lambda: self._session.fetch_token(
-                endpoint, grant_type=DEVICE_CODE_GRANT, device_code=device_code, verify=self._verify
+                endpoint,
+                grant_type=DEVICE_CODE_GRANT,
+                device_code=device_code,
+                headers=dict(_FORM_HEADERS),
+                timeout=self.timeout,
+                verify=self._verify,
             ),
+            polling=True,
         )
 
     def refresh(self, endpoint: str, refresh_token: str) -> dict[str, Any]:
+        """A refresh-token grant (also how an offline token is redeemed)."""
         return self._token_request(
-            endpoint, lambda: self._session.refresh_token(endpoint, refresh_token=refresh_token, verify=self._verify)
+            endpoint,
+            refresh_token,
+            lambda: self._session.refresh_token(
+                endpoint,
+                refresh_token=refresh_token,
+                headers=dict(_FORM_HEADERS),
+                timeout=self.timeout,
+                verify=self._verify,
+            ),
         )
 
     def revoke(self, endpoint: str, token: str, hint: str) -> None:
-        response = self._call(
-            endpoint,
-            lambda: self._session.revoke_token(endpoint, token=token, token_type_hint=hint, verify=self._verify),
-        )
-        if response.status_code >= 400:
-            raise ServerError(f"the revocation endpoint {endpoint} answered HTTP {response.status_code}")
+        """Revoke one token (RFC 7009); any answer but 2xx is a ``ServerError``."""
 
-    def _token_request(self, endpoint: str, send: Callable[[], Any]) -> dict[str, Any]:
+        def send() -> None:
+            response = self._session.revoke_token(
+                endpoint,
+                token=token,
+                token_type_hint=hint,
+                headers=dict(_FORM_HEADERS),
+                timeout=self.timeout,
+                verify=self._verify,
+            )
+            status = response.status_code
+            if not 200 <= status < 300:
+                code = _error_code(response)
+                detail = f" ({redact(code, self._secrets(token), limit=_MAX_ERROR_CODE)})" if code else ""
+                raise ServerError(
+                    f"the revocation endpoint {safe_origin(endpoint)} answered HTTP {status}{detail}; "
+                    "the token may still be valid at the server",
+                    transient=status >= 500 or status == 429,
+                )
+
+        self._exchange(endpoint, (token,), send)
+
+    # -- one boundary for every exchange --------------------------------------------------------
+
+    def _token_request(
+        self, endpoint: str, secret: str, send: Callable[[], Any], *, polling: bool = False
+    ) -> dict[str, Any]:
         try:
-            token = self._call(endpoint, send)
-        except OAuthError as exc:
-            _raise_oauth(str(exc.error), exc.description, endpoint)
-        except ValueError as exc:
-            raise ServerError(
-                f"the token endpoint {endpoint} did not answer with a JSON object", transient=True
-            ) from exc
-        # Authlib keeps the last token on the session; we keep tokens ourselves.
-        self._session.token = None
-        if not isinstance(token.get("access_token"), str) or not token["access_token"]:
-            raise ServerError(f"the token endpoint {endpoint} answered without an access_token")
+            token = self._exchange(endpoint, (secret,), send, polling=polling)
+        finally:
+            # Authlib keeps the last token on the session; we keep tokens ourselves.
+            self._session.token = None
         return dict(token)
 
-    def _call(self, endpoint: str, send: Callable[[], Any]) -> Any:
+    def _exchange(self, endpoint: str, secrets: Iterable[str], send: Callable[[], _T], *, polling: bool = False) -> _T:
+        check_outbound(endpoint)
         try:
             return send()
+        except DeviceAuthError:
+            raise
+        except OAuthError as exc:
+            # ``from None``: Authlib's own message carries the server's text, unredacted.
+            raise _oauth_error(exc.error, exc.description, self._secrets(*secrets), polling) from None
         except requests.HTTPError as exc:
-            status = exc.response.status_code if exc.response is not None else "an error"
-            raise ServerError(f"{endpoint} answered HTTP {status}", transient=True) from exc
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise ServerError(f"cannot reach the authorization server at {endpoint}", transient=True) from exc
+            status = exc.response.status_code if exc.response is not None else 0
+            raise ServerError(
+                f"{safe_origin(endpoint)} answered HTTP {status}", transient=status >= 500 or status in (408, 429)
+            ) from exc
+        except requests.RequestException as exc:
+            raise ServerError(
+                f"cannot reach the authorization server at {safe_origin(endpoint)} ({_reason(exc)})", transient=True
+            ) from exc
+        except Exception as exc:  # whatever else Authlib or a garbled answer raises: typed, without server text
+            raise ServerError(
+                f"{safe_origin(endpoint)} gave an answer deviceauth cannot use ({type(exc).__name__})",
+                transient=False,
+            ) from exc
+
+    def _secrets(self, *secrets: str | None) -> list[str]:
+        return secret_forms([*secrets, self._secret], client_id=self._client_id)
 
 
-def _raise_oauth(error: str, description: Any, endpoint: str) -> NoReturn:
-    if error in ("authorization_pending", "slow_down"):
-        raise AuthorizationPending(slow=error == "slow_down")
-    cls, message = _TERMINAL.get(error, (AuthorizationError, f"the authorization server refused ({error})"))
-    detail = f": {description}" if description else ""
-    raise cls(f"{message}{detail}", error=error)
+def _oauth_error(error: Any, description: Any, secrets: list[str], polling: bool) -> Exception:
+    code = error if isinstance(error, str) else None
+    if code in _PENDING and polling:
+        return AuthorizationPending(slow=code == "slow_down")
+    shown = redact(error, secrets, limit=_MAX_ERROR_CODE)
+    detail = f": {redact(description, secrets)}" if description else ""
+    if code in _PENDING:
+        message = f"the authorization server answered {shown} outside device-code polling{detail}"
+        return ServerError(message, transient=True, error=shown)
+    if code in _UNAVAILABLE:
+        return ServerError(f"the authorization server is unavailable ({shown}){detail}", transient=True, error=shown)
+    cls, message = _TERMINAL.get(code or "", (AuthorizationError, f"the authorization server refused ({shown})"))
+    return cls(f"{message}{detail}", error=shown)
 
 
-def _json_object(response: requests.Response, endpoint: str) -> dict[str, Any]:
-    if response.status_code >= 500:
-        raise ServerError(f"{endpoint} answered HTTP {response.status_code}", transient=True)
+def _checked_token_response(response: requests.Response) -> requests.Response:
+    """Authlib compliance hook: only a clean JSON object reaches Authlib's token parsing."""
+    url = response.url or ""
+    body = _json_object(response, url)
+    if "error" in body:
+        return response  # Authlib raises OAuthError, which the exchange boundary translates
+    for name in _TOKEN_STRINGS:
+        if name in body and not isinstance(body[name], str):
+            raise ServerError(f"the token endpoint {safe_origin(url)} answered with a non-string {name}")
+    if not body.get("access_token"):
+        raise ServerError(f"the token endpoint {safe_origin(url)} answered without an access_token")
+    body.pop("expires_at", None)  # ours come from expires_in; Authlib would int() whatever this is
+    _clean_numbers(body)
+    response._content = json.dumps(body).encode()
+    return response
+
+
+def _checked_device_response(body: dict[str, Any], endpoint: str) -> dict[str, Any]:
+    where = safe_origin(endpoint)
+    missing = [name for name in ("device_code", "user_code") if not body.get(name)]
+    if missing or not (body.get("verification_uri") or body.get("verification_url")):
+        raise ServerError(f"the device authorization response from {where} lacks {missing or 'verification_uri'}")
+    for name in ("device_code", "user_code", "verification_uri", "verification_url"):
+        if name in body and not isinstance(body[name], str):
+            raise ServerError(f"the device authorization response from {where} has a non-string {name}")
+    if not isinstance(body.get("verification_uri_complete", ""), str):
+        del body["verification_uri_complete"]
+    _clean_numbers(body)
+    return body
+
+
+def _clean_numbers(body: dict[str, Any]) -> None:
+    """Keep lifetimes and intervals only as finite floats: 1e400, 10**400, [1] or "soon" are dropped."""
+    for name in _NUMBERS:
+        if name in body:
+            number = _finite(body[name])
+            if number is None:
+                log.debug("ignoring an unusable %s in the server's answer", name)
+                del body[name]
+            else:
+                body[name] = number
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
     try:
-        body = response.json()
-    except ValueError:
+        number = float(value)
+    except (ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _json_object(response: requests.Response, url: str) -> dict[str, Any]:
+    """The body as a JSON object, or a ``ServerError`` (transient where a retry can help)."""
+    status = response.status_code
+    where = safe_origin(url)
+    if status >= 500:
+        raise ServerError(f"{where} answered HTTP {status}", transient=True)
+    try:
+        body = json.loads(response.content)
+    except (ValueError, RecursionError):  # RecursionError: a 100,000-deep array
         body = None
     if not isinstance(body, dict):
-        raise ServerError(f"{endpoint} answered HTTP {response.status_code} without a JSON object", transient=True)
+        # A body cut short reads as garbage too; during polling that deserves another try.
+        raise ServerError(
+            f"{where} answered HTTP {status} without a JSON object", transient=status < 300 or status in (408, 429)
+        )
     return body
+
+
+def _error_code(response: requests.Response) -> str | None:
+    try:
+        body = json.loads(response.content)
+    except (ValueError, RecursionError):
+        return None
+    return str(body["error"]) if isinstance(body, dict) and isinstance(body.get("error"), str) else None
+
+
+def _reason(exc: requests.RequestException) -> str:
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    if isinstance(exc, requests.ConnectionError):
+        return "connection failed"
+    return type(exc).__name__

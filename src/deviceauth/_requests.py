@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import requests
-from requests.utils import rewind_body
+if TYPE_CHECKING:
+    import requests
 
 __all__ = ["retry_on_401"]
 
@@ -56,4 +56,6 @@ def _rewindable(request: requests.PreparedRequest) -> bool:
 
 def _rewind(request: requests.PreparedRequest) -> None:
     if isinstance(getattr(request, "_body_position", None), int):
+        from requests.utils import rewind_body  # requests is loaded: it sent the request
+
         rewind_body(request)

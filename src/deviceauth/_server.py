@@ -17,7 +17,7 @@ from ._process import ProcessState
 from ._settings import Settings
 
 if TYPE_CHECKING:
-    from ._flow import DeviceCode
+    from ._flow import DeviceCode, WaitStatus
     from ._oauth import OAuthClient
     from ._token import Token
 
@@ -43,12 +43,12 @@ class ServerSide:
     def login(
         self,
         *,
-        show: Callable[[DeviceCode], None],
+        show: Callable[[DeviceCode], WaitStatus | None],
         clock: Callable[[], float],
         sleep: Callable[[float], None],
         on_started: Callable[[DeviceCode], None],
     ) -> dict[str, Any]:
-        from ._flow import run_device_flow
+        from ._flow import MAX_CODE_LIFE, run_device_flow
 
         device_endpoint = self.endpoint("device_authorization_endpoint")
         token_endpoint = self.endpoint("token_endpoint")
@@ -61,6 +61,7 @@ class ServerSide:
             clock=clock,
             sleep=sleep,
             on_started=on_started,
+            max_code_life=self.settings.max_code_life or MAX_CODE_LIFE,
         )
 
     def revoke(self, token: Token) -> bool:

@@ -72,6 +72,7 @@ class Settings:
     endpoints: tuple[tuple[str, str], ...] = ()
     offline_token: str | None = field(default=None, repr=False)
     store_offline_token: bool = False
+    max_code_life: float | None = None  # None: the flow's own cap (``_flow.MAX_CODE_LIFE``)
 
     def __post_init__(self) -> None:
         # One spelling of the issuer everywhere it is a key (store entries, server metadata).
@@ -87,6 +88,8 @@ class Settings:
         if self.leeway is not None:
             _require_number("leeway", self.leeway, minimum=0.0, inclusive=True)
         _require_number("timeout", self.timeout, minimum=0.0, inclusive=False)
+        if self.max_code_life is not None:
+            _require_number("max_code_life", self.max_code_life, minimum=0.0, inclusive=False)
         if self.lock_timeout is not None:
             _require_number("lock_timeout", self.lock_timeout, minimum=0.0, inclusive=True)
         for name, url in self.endpoints:

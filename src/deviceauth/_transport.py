@@ -1,27 +1,116 @@
-"""Rules every adapter applies before a token leaves the process."""
+"""The outbound policy: the one rule for every URL a token or credential is sent to.
+
+``check_outbound`` applies to every request the library makes or authorizes (discovery, device
+authorization, polls, refresh, revocation, and API calls through every adapter): https, or plain
+http only to a loopback host, and only URLs that every parser reads the same way. It is on the
+warm path of every API call, so its answer is cached per URL and it imports no HTTP library.
+"""
 
 from __future__ import annotations
 
 import functools
 import ipaddress
+import re
 from urllib.parse import urlsplit
 
 from ._exceptions import InsecureTransport
+from ._redact import redact
 
-__all__ = ["check_transport"]
+__all__ = ["check_outbound", "check_transport", "safe_origin"]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# Whitespace, controls, DEL and backslash: characters on which URL parsers (and browsers) disagree.
+_UNSAFE = re.compile(r"[\x00-\x20\x7f\\]")
+# host[:port] with nothing else: no userinfo (``@``), no percent-escapes, no IDN (ASCII only).
+_AUTHORITY = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::[0-9]{1,5})?")
 
 
-def check_transport(url: str) -> None:
-    """Refuse plain http unless the host is loopback (local development servers)."""
-    if url[:8].lower() == "https://":
-        return
-    parts = urlsplit(url)
-    if parts.scheme == "http" and _is_loopback(parts.hostname or ""):
-        return
-    raise InsecureTransport(
-        f"refusing to send a token over {parts.scheme or 'an unknown scheme'} to {parts.hostname}; "
-        "use https (plain http is allowed only for loopback hosts)"
-    )
+def check_outbound(url: object) -> str:
+    """Return ``scheme://host:port`` of ``url``, or raise ``InsecureTransport`` if we may not send to it.
+
+    Allowed: https to any host; http only to a loopback host (local development servers).
+    Refused: any other scheme, userinfo, whitespace, control characters, backslashes, non-ASCII
+    hosts, and any URL that ``urllib.parse`` and urllib3 (which requests uses) read differently.
+    Answers are cached per URL: an API call to a URL seen before pays one dictionary lookup.
+    """
+    if type(url) is str:
+        return _check_cached(url)
+    return _check(url)
+
+
+def _check(url: object) -> str:
+    if not isinstance(url, str) or _UNSAFE.search(url):
+        raise InsecureTransport(
+            f"refusing to send a request to {safe_origin(url)}: the URL contains whitespace, control characters or a "
+            "backslash"
+        )
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise InsecureTransport(f"refusing to send a request to {safe_origin(url)}: only http(s) URLs are allowed")
+    end = len(rest)
+    for delimiter in "/?#":
+        found = rest.find(delimiter, 0, end)
+        if found >= 0:
+            end = found
+    return _checked_origin(scheme.lower(), rest[:end])
+
+
+_check_cached = functools.lru_cache(maxsize=1024)(_check)
+
+
+# Kept for the adapters that call it by this name.
+check_transport = check_outbound
+
+
+def safe_origin(url: object) -> str:
+    """``scheme://host[:port]`` of a URL for a message: never its path or query, never raw control characters."""
+    if not isinstance(url, str):
+        return f"a {type(url).__name__} instead of a URL"
+    scheme, sep, rest = url.partition("://")
+    if sep:
+        shown = f"{scheme}://{re.split(r'[/?#]', rest, maxsplit=1)[0].rpartition('@')[2]}"
+    elif ":" in url:
+        shown = f"a {url.partition(':')[0][:20]}: URL"
+    else:
+        shown = f"{url[:40]}"
+    return redact(shown, limit=100) or "''"
+
+
+@functools.lru_cache(maxsize=256)
+def _checked_origin(scheme: str, authority: str) -> str:
+    if scheme not in _DEFAULT_PORTS:
+        raise InsecureTransport(
+            f"refusing to send a request to a {redact(scheme, limit=20)!r} URL: only http(s) URLs are allowed"
+        )
+    if not authority.isascii() or not _AUTHORITY.fullmatch(authority):
+        raise InsecureTransport(
+            f"refusing to send a request to {scheme}://{redact(authority, limit=80)}: the host part must be a plain "
+            "host name or address with an optional port (no user:password@, no escapes)"
+        )
+    host, port = _agreed_host_port(scheme, authority)
+    if scheme == "http" and not _is_loopback(host):
+        raise InsecureTransport(
+            f"refusing to send a request over plain http to {host}; use https (plain http is allowed only for "
+            "loopback hosts)"
+        )
+    return f"{scheme}://{host}:{port}"
+
+
+def _agreed_host_port(scheme: str, authority: str) -> tuple[str, int]:
+    probe = f"{scheme}://{authority}/"
+    from urllib3.util import parse_url  # requests and our urllib3 adapter send with its parser
+
+    try:
+        split = urlsplit(probe)
+        default = _DEFAULT_PORTS[scheme]
+        ours = ((split.hostname or "").lower(), default if split.port is None else split.port)
+        parsed = parse_url(probe)
+        theirs = ((parsed.host or "").strip("[]").lower(), default if parsed.port is None else parsed.port)
+    except Exception as exc:  # each parser has its own error types (ValueError, LocationParseError)
+        raise InsecureTransport(f"refusing to send a request to {scheme}://{authority}: unreadable host/port") from exc
+    if ours != theirs or not ours[0] or not 0 < ours[1] < 65536:
+        raise InsecureTransport(f"refusing to send a request to {scheme}://{authority}: ambiguous host or port")
+    return ours
 
 
 @functools.lru_cache(maxsize=64)

@@ -13,13 +13,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit
 
 import urllib3
+from urllib3 import HTTPHeaderDict
+from urllib3.exceptions import LocationParseError
 from urllib3.response import BaseHTTPResponse
+from urllib3.util import parse_url
 
 from ._source import TokenSource
-from ._transport import check_transport
+from ._transport import check_outbound
 
 __all__ = ["PoolManager"]
 
@@ -42,48 +44,73 @@ class PoolManager(urllib3.PoolManager):
     def urlopen(  # type: ignore[override]  # same signature as urllib3.PoolManager.urlopen
         self, method: str, url: str, redirect: bool = True, **kw: Any
     ) -> BaseHTTPResponse:
-        origin = _origin(url)
-        outermost = getattr(self._calls, "origin", None) is None
-        if outermost:
-            self._calls.origin = origin
-        elsewhere = origin != self._calls.origin
-        if elsewhere:
-            self._calls.left_origin = True  # a redirect hop elsewhere: no token, and its 401 is not about ours
+        calls = self._calls
+        if getattr(calls, "origin", None) is not None:
+            return self._hop(method, url, redirect, kw)
+        # One call, whatever its redirects: they come back through urlopen and are hops of it.
+        calls.origin, calls.token, calls.left = _origin(url), None, False
         try:
-            if elsewhere or (self._origins is not None and origin not in self._origins):
-                return super().urlopen(method, url, redirect=redirect, **kw)
+            if self._origins is not None and calls.origin not in self._origins:
+                calls.left = True
+                return super().urlopen(method, url, redirect=redirect, **_without_token(kw, self.headers))
             return self._authorized(method, url, redirect, kw)
         finally:
-            if outermost:
-                self._calls.origin = None
+            calls.origin = calls.token = None
 
     def _authorized(self, method: str, url: str, redirect: bool, kw: dict[str, Any]) -> BaseHTTPResponse:
-        check_transport(url)
-        token = self.token_source.get_token()
+        calls = self._calls
+        # The same check every adapter applies; it refuses URLs urllib3 and urllib.parse read differently.
+        check_outbound(url)
+        calls.token = self.token_source.get_token()
         body = kw.get("body")
         start = _tell(body)
-        self._calls.left_origin = False
-        response = super().urlopen(method, url, redirect=redirect, **_with_token(kw, self.headers, token))
-        if response.status != 401 or self._calls.left_origin or not _replayable(body, start):
+        response = super().urlopen(method, url, redirect=redirect, **_with_token(kw, self.headers, calls.token))
+        # A 401 after the call left the origin is not about our token, which that host never saw.
+        if response.status != 401 or calls.left or not _replayable(body, start):
             return response
         response.drain_conn()
         response.release_conn()
         if start is not None:
             kw["body"].seek(start)
-        fresh = self.token_source.renew(token)
-        return super().urlopen(method, url, redirect=redirect, **_with_token(kw, self.headers, fresh))
+        calls.token = self.token_source.renew(calls.token)
+        return super().urlopen(method, url, redirect=redirect, **_with_token(kw, self.headers, calls.token))
+
+    def _hop(self, method: str, url: str, redirect: bool, kw: dict[str, Any]) -> BaseHTTPResponse:
+        """A redirect hop: the call's token only while every hop so far stayed at its origin."""
+        calls = self._calls
+        if calls.left or calls.token is None or _origin(url) != calls.origin:
+            calls.left = True  # and stays so: a hop back to the origin was chosen by another host
+            return super().urlopen(method, url, redirect=redirect, **_without_token(kw, self.headers))
+        return super().urlopen(method, url, redirect=redirect, **_with_token(kw, self.headers, calls.token))
+
+
+def _headers(kw: dict[str, Any], defaults: Any) -> HTTPHeaderDict:
+    # As urllib3 does: the pool's headers only when the call passed none at all.
+    return HTTPHeaderDict(kw.get("headers", defaults) or {})
 
 
 def _with_token(kw: dict[str, Any], defaults: Any, token: str) -> dict[str, Any]:
-    headers = dict(kw.get("headers") or defaults)
-    headers["Authorization"] = f"Bearer {token}"
+    headers = _headers(kw, defaults)
+    headers["Authorization"] = f"Bearer {token}"  # case-insensitive: replaces a caller's own
+    return {**kw, "headers": headers}
+
+
+def _without_token(kw: dict[str, Any], defaults: Any) -> dict[str, Any]:
+    # Whatever the caller's Retry keeps on redirects, our token never goes to another origin.
+    headers = _headers(kw, defaults)
+    headers.discard("Authorization")
     return {**kw, "headers": headers}
 
 
 def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
-    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
+    """The origin as urllib3 itself will read it (``urllib.parse`` can disagree: ``http://a\\@b/``)."""
+    try:
+        parts = parse_url(url)
+    except LocationParseError:
+        return "(unparsable)"  # matches no origin: no token; urllib3 raises its own error for the request
+    scheme = (parts.scheme or "").lower()
+    port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    return f"{scheme}://{(parts.host or '').strip('[]').lower()}:{port}"
 
 
 def _tell(body: Any) -> int | None:
@@ -98,4 +125,4 @@ def _tell(body: Any) -> int | None:
 
 
 def _replayable(body: Any, start: int | None) -> bool:
-    return body is None or isinstance(body, bytes | str | dict) or start is not None
+    return body is None or isinstance(body, bytes | bytearray | memoryview | str | dict) or start is not None

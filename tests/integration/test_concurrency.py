@@ -22,7 +22,7 @@ import pytest
 
 import proc_workers
 from deviceauth import DeviceAuth
-from deviceauth._cache import TokenCache
+from deviceauth.store import FileStore
 from oidc_server import ACCESS_TTL, OidcServer
 
 REFRESH = "refresh_token"
@@ -155,7 +155,7 @@ def test_kill_9_during_refresh_and_write_never_corrupts_or_sticks(
         identities = json.loads(cache_file.read_text())["identities"]  # always parses
         assert key in identities, (_, server.stats())  # the identity being refreshed is still there
         assert identities[bystander_key] == bystander_entry  # and another identity is untouched
-        with filelock.FileLock(TokenCache(cache_file).lock_path, timeout=1):
+        with filelock.FileLock(FileStore(cache_file).lock_path, timeout=1):
             pass  # no lock stays stuck
         # A kill after the server rotated the refresh token but before the new one reached the
         # disk costs the session (reuse detection revokes it): the next caller logs in again.
@@ -221,6 +221,6 @@ def test_killed_lock_holder_frees_the_lock(cache_file: Path, tmp_path: Path) -> 
     os.kill(child.pid or 0, signal.SIGKILL)
     child.join(timeout=10)
     started = time.monotonic()
-    with TokenCache(cache_file, lock_timeout=5).locked():
+    with FileStore(cache_file, lock_timeout=5).transaction(proc_workers.LOCK_PROBE):
         pass
     assert time.monotonic() - started < 2

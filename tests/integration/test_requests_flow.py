@@ -225,7 +225,9 @@ def test_server_without_device_flow_gets_clear_error(cache_file: Path) -> None:
 def test_logout_revokes_at_server(server: OidcServer, make_auth: Callable[..., DeviceAuth], cache_file: Path) -> None:
     auth = make_auth()
     token = auth.get_token()
-    assert auth.logout() is True
+    result = auth.logout()
+    assert result
+    assert result.revoked
     assert server.stats()["revocation"] == 2  # refresh token and access token
     assert json.loads(cache_file.read_text())["identities"] == {}
     rejected = requests.get(server.api_url(), headers={"Authorization": f"Bearer {token}"}, timeout=10)

@@ -99,8 +99,9 @@ def tokens(auth: DeviceAuth) -> str:
     cached: Token | None = auth.cached_token()
     if cached is not None:
         log.debug("expires at %s", cached.expires_at)
-    removed: bool = auth.logout(revoke=False)
-    log.debug("removed: %s; cache at %s; issuer %s", removed, auth.cache_path, auth.issuer)
+    removed: bool = bool(auth.logout(revoke=False))
+    revoked: bool = auth.logout().revoked
+    log.debug("removed: %s %s; cache at %s; issuer %s", removed, revoked, auth.cache_path, auth.issuer)
     return token
 
 

@@ -19,10 +19,11 @@ from typing import Any
 import requests
 import responses
 
+from deviceauth import DeviceAuth
 from deviceauth._engine import TokenEngine
 from deviceauth._filestore import FileStore
 from deviceauth._flow import DeviceCode
-from deviceauth._settings import Identity, Interaction, Settings, identity_key
+from deviceauth._settings import Identity, Interaction, Settings
 from deviceauth._token import Token
 
 ISSUER = "https://auth.example.org/auth/realms/rrap"
@@ -193,6 +194,13 @@ def make_engine(
         endpoints=endpoints,
     )
     return TokenEngine(settings, FileStore(cache_path, lock_timeout=5.0), clock=clock, sleep=clock.sleep)
+
+
+def make_auth(cache_path: Path, clock: FakeClock, **kwargs: Any) -> DeviceAuth:
+    """A DeviceAuth on the fake clock, non-interactive and without a browser unless told otherwise."""
+    kwargs.setdefault("interactive", False)
+    kwargs.setdefault("open_browser", False)
+    return DeviceAuth(ISSUER, CLIENT_ID, cache=cache_path, clock=clock, sleep=clock.sleep, **kwargs)
 
 
 def interactive(shown: list[DeviceCode]) -> Interaction:

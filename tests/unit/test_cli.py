@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -12,6 +15,7 @@ from deviceauth_fakes import (
     CLIENT_ID,
     DISCOVERY_URL,
     ISSUER,
+    REVOCATION_ENDPOINT,
     FakeAuthServer,
     cached_token,
     make_token,
@@ -19,7 +23,7 @@ from deviceauth_fakes import (
     write_cache,
 )
 
-from deviceauth import DeviceAuth, _engine
+from deviceauth import DeviceAuth, _prompt
 from deviceauth._cli import main
 
 ME = (ISSUER, CLIENT_ID, None)
@@ -31,7 +35,7 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         monkeypatch.delenv(name, raising=False)
     # Never the real ~/.cache, whatever a test forgets to pass.
     monkeypatch.setenv("DEVICEAUTH_CACHE", str(tmp_path / "default" / ".tokens.json"))
-    monkeypatch.setattr(_engine, "is_interactive", lambda: False)
+    monkeypatch.setattr(_prompt, "is_interactive", lambda: False)
 
 
 def one_line(text: str) -> str:
@@ -190,8 +194,8 @@ def test_login_prints_where_it_logged_in(
     server.device(interval=1)
     body = server.grant()
     slept: list[float] = []
-    # The CLI builds its engine with the default sleep; replace that default, not time.sleep.
-    defaults = _engine.TokenEngine.__init__.__kwdefaults__
+    # The CLI builds its DeviceAuth with the default sleep; replace that default, not time.sleep.
+    defaults = DeviceAuth.__init__.__kwdefaults__
     assert defaults is not None
     monkeypatch.setitem(defaults, "sleep", slept.append)
     assert main(args(cache_path, "login", "--no-browser")) == 0
@@ -215,3 +219,130 @@ def test_keyboard_interrupt_exits_130(
     monkeypatch.setattr(DeviceAuth, "login", interrupted)
     assert main(args(cache_path, "login")) == 130
     assert one_line(capsys.readouterr().err) == "deviceauth: interrupted"
+
+
+# -- hostile input never prints a traceback ---------------------------------------------------------
+
+
+def _write_raw_entry(cache_path: Path, token: object) -> None:
+    # The store's own API refuses to write such entries; this is what a damaged or planted file holds.
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    key = f"{ISSUER} {CLIENT_ID}"
+    entry = {"issuer": ISSUER, "client_id": CLIENT_ID, "scope": None, "token": token}
+    cache_path.write_text(json.dumps({"version": 1, "identities": {key: entry}, "servers": {}}))
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        None,
+        {},
+        {"access_token": "x"},
+        {"access_token": "x", "expires_at": "abc"},
+        {"access_token": "x", "expires_at": 1e308},
+        {"access_token": "x", "expires_at": -1e308},
+        {"access_token": "x", "expires_at": 1e308, "refresh_token": "r", "refresh_expires_at": 1e308},
+        {"access_token": ["x"], "expires_at": 1},
+        {"access_token": "x", "expires_at": 1, "refresh_token": 7},
+        {"access_token": "a\x1b]8;;http://evil\x07b", "expires_at": 1},
+    ],
+)
+@pytest.mark.parametrize("command", ["status", "token", "logout"])
+def test_a_damaged_cache_entry_never_prints_a_traceback(
+    cache_path: Path, capsys: pytest.CaptureFixture[str], mocked: responses.RequestsMock, token: object, command: str
+) -> None:
+    _write_raw_entry(cache_path, token)
+    code = main(args(cache_path, command, *(["--no-revoke"] if command == "logout" else [])))
+    out, err = capsys.readouterr()
+    assert code in (0, 1)
+    assert "Traceback" not in out + err
+    assert "\x1b" not in out + err
+    if err:
+        one_line(err)
+
+
+def test_status_ignores_an_impossible_expiry(cache_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _write_raw_entry(cache_path, {"access_token": "x", "expires_at": 1e308, "obtained_at": 0})
+    assert main(["status", "--cache", str(cache_path)]) == 0
+    assert "No cached identities" in one_line(capsys.readouterr().err)
+
+
+def test_status_shows_stored_names_without_control_characters(
+    cache_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_cache(cache_path, {(ISSUER, "evil\x1b[2Jclient", None): make_token(time.time())})
+    assert main(["status", "--cache", str(cache_path)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out
+    assert "evil?[2Jclient" in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["token", "--issuer", "javascript:alert(1)", "--client-id", "c"],
+        ["token", "--issuer", "https://a.example/x?y#z", "--client-id", "c"],
+        ["token", "--issuer", ISSUER, "--client-id", "a\nb"],
+        ["login", "--issuer", ISSUER, "--client-id", CLIENT_ID, "--scope", ""],
+        ["status", "--cache", "/dev/null/x/.tokens.json"],
+    ],
+)
+def test_odd_arguments_are_one_line_without_a_traceback(
+    argv: list[str], capsys: pytest.CaptureFixture[str], mocked: responses.RequestsMock
+) -> None:
+    code = main(argv)
+    _out, err = capsys.readouterr()
+    assert code in (0, 1, 2)
+    if code:
+        assert one_line(err).startswith("deviceauth:")
+
+
+def test_an_unexpected_internal_error_is_one_line_without_its_message(
+    cache_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: DeviceAuth) -> str:
+        raise RuntimeError("at-SECRET-in-a-message")
+
+    monkeypatch.setattr(DeviceAuth, "get_token", broken)
+    assert main(args(cache_path, "token")) == 1
+    line = one_line(capsys.readouterr().err)
+    assert "RuntimeError" in line
+    assert "SECRET" not in line
+
+
+@pytest.mark.parametrize("position", ["before", "after"])
+def test_verbose_works_before_and_after_the_command(
+    cache_path: Path, capsys: pytest.CaptureFixture[str], position: str
+) -> None:
+    argv = (
+        ["-v", "status", "--cache", str(cache_path)]
+        if position == "before"
+        else ["status", "-v", "--cache", str(cache_path)]
+    )
+    assert main(argv) == 0
+    assert "No cached identities" in capsys.readouterr().err
+
+
+def test_logout_reports_a_failed_revocation_honestly(
+    server: FakeAuthServer, cache_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_cache(cache_path, {ME: make_token(time.time())}, server_metadata=metadata())
+    server.mock.replace("POST", REVOCATION_ENDPOINT, status=401)
+    assert main(args(cache_path, "logout")) == 1
+    line = one_line(capsys.readouterr().err)
+    assert "did not confirm the revocation" in line
+    assert cached_token(cache_path) is None
+
+
+def test_warm_token_loads_no_http_library(cache_path: Path) -> None:
+    token = make_token(time.time(), lifetime=3600)
+    write_cache(cache_path, {ME: token})
+    code = (
+        "import sys\nfrom deviceauth._cli import main\n"
+        f"rc = main({args(cache_path, 'token')!r})\n"
+        "heavy = sorted(m for m in ('requests', 'authlib', 'httpx', 'urllib3', 'filelock') if m in sys.modules)\n"
+        "print(rc, heavy, file=sys.stderr)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == token.access_token
+    assert result.stderr.strip() == "0 []"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,11 +20,9 @@ APPENDED = f"{TENANT}/.well-known/oauth-authorization-server"
 
 
 @pytest.fixture
-def get() -> Iterator[Callable[[str], requests.Response]]:
+def get() -> Callable[[str], requests.Response]:
     """The GET discovery really uses: the OAuth client's session, without a token."""
-    client = OAuthClient("client-tools")
-    yield client.get
-    client.close()
+    return OAuthClient("client-tools").get
 
 
 def meta(issuer: str = TENANT, **extra: Any) -> dict[str, Any]:

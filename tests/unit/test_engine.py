@@ -34,8 +34,10 @@ from deviceauth_fakes import (
 )
 
 from deviceauth import DeviceCode, DiscoveryError, LoginRequired, ServerError, Token
-from deviceauth._cache import LockedCache, TokenCache
-from deviceauth._engine import Interaction, TokenEngine, identity_key
+from deviceauth._engine import TokenEngine
+from deviceauth._filestore import FileStore
+from deviceauth._settings import Identity, Interaction, identity_key
+from deviceauth._store import Written
 
 ME = (ISSUER, CLIENT_ID, None)
 OTHER = (ISSUER, CLIENT_ID, "openid offline_access")
@@ -71,7 +73,7 @@ def test_first_use_logs_in_and_writes_the_cache(
     assert stored.refresh_token == body["refresh_token"]
     entry = read_cache(cache_path)["identities"][identity_key(ISSUER, CLIENT_ID, "openid")]
     assert (entry["issuer"], entry["client_id"], entry["scope"]) == (ISSUER, CLIENT_ID, "openid")
-    assert not engine.cache.login_marker_path.exists()
+    assert not engine.store.login_marker_path.exists()
 
 
 def test_login_marker_is_present_while_the_person_is_asked(
@@ -83,12 +85,12 @@ def test_login_marker_is_present_while_the_person_is_asked(
     seen: list[Any] = []
 
     def prompt(code: DeviceCode) -> None:
-        seen.append(engine.cache.login_in_progress())
+        seen.append(engine.store.login_in_progress())
 
     engine.access_token(Interaction(interactive=True, prompt=prompt, open_browser=False))
     assert seen[0] is not None
     assert seen[0].expires_at == pytest.approx(clock() - 5 + 300)
-    assert engine.cache.login_in_progress() is None
+    assert engine.store.login_in_progress() is None
 
 
 def test_no_device_authorization_endpoint_is_a_discovery_error(
@@ -161,8 +163,8 @@ def test_warm_path_does_no_file_io_and_no_http(
     def no_io(*args: object, **kwargs: object) -> Any:
         raise AssertionError("the warm path touched the file system")
 
-    monkeypatch.setattr(TokenCache, "read", no_io)
-    monkeypatch.setattr(TokenCache, "locked", no_io)
+    monkeypatch.setattr(FileStore, "read", no_io)
+    monkeypatch.setattr(FileStore, "transaction", no_io)
     monkeypatch.setattr(Path, "read_bytes", no_io)
     monkeypatch.setattr(Path, "stat", no_io)
     monkeypatch.setattr(filelock.FileLock, "acquire", no_io)
@@ -282,20 +284,19 @@ def test_refresh_rejected_then_interactive_login(
     assert len(shown) == 1
 
 
-def test_clear_after_rejection_only_if_the_file_still_holds_the_failed_refresh_token(
+def test_clear_after_rejection_only_if_the_store_still_holds_the_failed_refresh_token(
     clock: FakeClock, cache_path: Path
 ) -> None:
-    engine = make_engine(cache_path, clock)
-    cache_path.parent.mkdir(parents=True)
+    store = FileStore(cache_path)
     newer = make_token(clock())
-    key = identity_key(ISSUER, CLIENT_ID, None)
-    data: dict[str, Any] = {"version": 1, "identities": {key: {"token": newer.to_json()}}, "servers": {}}
-    locked = LockedCache(engine.cache, data)
-    engine._clear_if_unchanged(locked, "rt-that-failed")
-    assert key in data["identities"]
-    assert not cache_path.exists()  # nothing was written
-    engine._clear_if_unchanged(locked, str(newer.refresh_token))
-    assert key not in data["identities"]
+    write_cache(cache_path, {ME: newer})
+    with store.transaction(Identity(*ME)) as txn:
+        assert not isinstance(txn, Written)
+        assert not txn.delete(unless_changed_from="rt-that-failed")
+    assert cached_token(cache_path) == newer
+    with store.transaction(Identity(*ME)) as txn:
+        assert not isinstance(txn, Written)
+        assert txn.delete(unless_changed_from=newer.refresh_token)
     assert cached_token(cache_path) is None
 
 
@@ -314,10 +315,10 @@ def test_no_refresh_token_goes_straight_to_login(server: FakeAuthServer, clock: 
     assert server.token_requests == []
 
 
-def test_transient_refresh_failure_propagates_and_keeps_the_entry(
+def test_transient_refresh_failure_after_expiry_propagates_and_keeps_the_entry(
     server: FakeAuthServer, clock: FakeClock, cache_path: Path
 ) -> None:
-    stale = make_token(clock(), obtained_ago=1000)
+    stale = make_token(clock(), obtained_ago=1000)  # lifetime 300 s: expired
     write_cache(cache_path, {ME: stale})
     server.token_answers.append(requests.ConnectionError("down"))
     with pytest.raises(ServerError) as caught:
@@ -346,9 +347,9 @@ def test_metadata_is_stored_in_the_cache_and_reused(
     assert server.calls_to(DISCOVERY_URL) == 1
     assert read_cache(cache_path)["servers"][ISSUER]["metadata"] == metadata()
     # A new process: nothing in memory; the token is due; the refresh needs the token endpoint.
-    from deviceauth import _engine
+    from deviceauth import _process
 
-    _engine._registry.clear()
+    _process.clear()
     clock.advance(1000)
     body = server.grant()
     assert make_engine(cache_path, clock).access_token(NON_INTERACTIVE) == body["access_token"]
@@ -443,7 +444,7 @@ def test_logout_removes_the_entry_keeps_others_and_revokes(
     write_cache(cache_path, {ME: mine, OTHER: other})
     engine = make_engine(cache_path, clock)
     engine.access_token(NON_INTERACTIVE)
-    assert engine.logout() is True
+    assert engine.logout() == (True, True)
     assert cached_token(cache_path) is None
     assert cached_token(cache_path, OTHER[2]) == other
     revoked = {(form["token"], form.get("token_type_hint")) for form in server.revocations}
@@ -451,21 +452,21 @@ def test_logout_removes_the_entry_keeps_others_and_revokes(
     # Memory is forgotten too: the next call has nothing to use.
     with pytest.raises(LoginRequired):
         engine.access_token(NON_INTERACTIVE)
-    assert engine.logout() is False
+    assert engine.logout() == (False, False)
 
 
 def test_logout_without_revocation_endpoint_only_forgets(
     server: FakeAuthServer, clock: FakeClock, cache_path: Path
 ) -> None:
     write_cache(cache_path, {ME: make_token(clock())}, server_metadata=metadata(revocation_endpoint=None))
-    assert make_engine(cache_path, clock).logout() is True
+    assert make_engine(cache_path, clock).logout() == (True, False)  # removed, not revoked
     assert server.revocations == []
     assert server.calls_to(REVOCATION_ENDPOINT) == 0
 
 
 def test_logout_without_revoke(server: FakeAuthServer, clock: FakeClock, cache_path: Path) -> None:
     write_cache(cache_path, {ME: make_token(clock())})
-    assert make_engine(cache_path, clock).logout(revoke=False) is True
+    assert make_engine(cache_path, clock).logout(revoke=False) == (True, False)
     assert len(server.mock.calls) == 0
 
 
@@ -474,7 +475,7 @@ def test_logout_when_revocation_fails_still_forgets(
 ) -> None:
     write_cache(cache_path, {ME: make_token(clock())})
     server.mock.replace("POST", REVOCATION_ENDPOINT, status=503)
-    assert make_engine(cache_path, clock).logout() is True
+    assert make_engine(cache_path, clock).logout() == (True, False)  # forgotten here, not confirmed there
     assert cached_token(cache_path) is None
     assert "could not revoke" in caplog.text
 
@@ -491,11 +492,11 @@ def test_cached_token_reads_without_refreshing(server: FakeAuthServer, clock: Fa
 def test_offline_token_is_used_when_nothing_is_cached(
     server: FakeAuthServer, clock: FakeClock, cache_path: Path
 ) -> None:
-    from deviceauth._engine import Settings
+    from deviceauth._settings import Settings
 
     body = server.grant(refresh_expires_in=0)
-    settings = Settings(issuer=ISSUER, client_id=CLIENT_ID, cache_path=cache_path, offline_token="offline-SECRET")
-    engine = TokenEngine(settings, clock=clock, sleep=clock.sleep)
+    settings = Settings(issuer=ISSUER, client_id=CLIENT_ID, offline_token="offline-SECRET")
+    engine = TokenEngine(settings, FileStore(cache_path), clock=clock, sleep=clock.sleep)
     assert engine.access_token(NON_INTERACTIVE) == body["access_token"]
     assert refreshes(server) == ["offline-SECRET"]
     stored = cached_token(cache_path)
@@ -518,7 +519,7 @@ def test_token_endpoint_answer_without_access_token_is_an_error(
 def test_engines_with_different_tls_settings_do_not_share_a_client(
     server: FakeAuthServer, clock: FakeClock, cache_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from deviceauth._engine import Settings
+    from deviceauth._settings import Settings
 
     for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):  # see the next test
         monkeypatch.delenv(name, raising=False)
@@ -526,11 +527,12 @@ def test_engines_with_different_tls_settings_do_not_share_a_client(
     write_cache(cache_path, {ME: make_token(clock(), obtained_ago=1000)}, server_metadata=metadata())
     server.grant()
     server.grant()
-    first = TokenEngine(Settings(ISSUER, CLIENT_ID, cache_path=cache_path), clock=clock, sleep=clock.sleep)
+    first = TokenEngine(Settings(ISSUER, CLIENT_ID), FileStore(cache_path), clock=clock, sleep=clock.sleep)
     first.access_token(NON_INTERACTIVE)
     clock.advance(1000)
     second = TokenEngine(
-        Settings(ISSUER, CLIENT_ID, cache_path=cache_path, verify="/etc/ssl/corp-ca.pem"),
+        Settings(ISSUER, CLIENT_ID, verify="/etc/ssl/corp-ca.pem"),
+        FileStore(cache_path),
         clock=clock,
         sleep=clock.sleep,
     )
@@ -543,13 +545,13 @@ def test_engines_with_different_tls_settings_do_not_share_a_client(
 def test_verify_setting_wins_over_requests_ca_bundle(
     server: FakeAuthServer, clock: FakeClock, cache_path: Path, monkeypatch: pytest.MonkeyPatch, verify: bool | str
 ) -> None:
-    from deviceauth._engine import Settings
+    from deviceauth._settings import Settings
 
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/env-bundle.pem")
     write_cache(cache_path, {ME: make_token(clock(), obtained_ago=1000)}, server_metadata=metadata())
     server.grant()
     engine = TokenEngine(
-        Settings(ISSUER, CLIENT_ID, cache_path=cache_path, verify=verify), clock=clock, sleep=clock.sleep
+        Settings(ISSUER, CLIENT_ID, verify=verify), FileStore(cache_path), clock=clock, sleep=clock.sleep
     )
     engine.access_token(NON_INTERACTIVE)
     (call,) = [call for call in server.mock.calls if call.request.url == TOKEN_ENDPOINT]
@@ -559,18 +561,18 @@ def test_verify_setting_wins_over_requests_ca_bundle(
 def test_fresh_token_in_the_file_is_used_while_another_process_holds_the_lock(
     server: FakeAuthServer, clock: FakeClock, cache_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from deviceauth import _cache
-    from deviceauth._engine import Settings
+    from deviceauth import _filestore as _cache
+    from deviceauth._settings import Settings
 
     monkeypatch.setattr(_cache, "_LONGEST_WAIT", 0.05)
     monkeypatch.setattr(_cache, "_LOGIN_CHECK_EVERY", 0.05)
     token = make_token(clock(), lifetime=300)
     write_cache(cache_path, {ME: token})
-    holder = filelock.FileLock(TokenCache(cache_path).lock_path, thread_local=False)
+    holder = filelock.FileLock(FileStore(cache_path).lock_path, thread_local=False)
     holder.acquire()
     try:
-        settings = Settings(ISSUER, CLIENT_ID, cache_path=cache_path, lock_timeout=0.2)
-        engine = TokenEngine(settings, clock=clock, sleep=clock.sleep)
+        settings = Settings(ISSUER, CLIENT_ID, lock_timeout=0.2)
+        engine = TokenEngine(settings, FileStore(cache_path, lock_timeout=0.2), clock=clock, sleep=clock.sleep)
         assert engine.access_token(NON_INTERACTIVE) == token.access_token
     finally:
         holder.release()

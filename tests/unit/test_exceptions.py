@@ -48,22 +48,56 @@ def test_every_error_class_is_exported() -> None:
     }
 
 
+DETAILS: dict[type[DeviceAuthError], dict[str, object]] = {
+    LoginRequired: {"issuer": "https://a.example/realms/r", "client_id": "cli", "command": "deviceauth login ..."},
+    AuthorizationError: {"error": "invalid_scope"},
+    AccessDenied: {"error": "access_denied"},
+    DeviceCodeExpired: {"error": "expired_token"},
+    TokenRejected: {"error": "invalid_grant"},
+    ServerError: {"url": "https://a.example:443", "transient": True, "error": "server_error"},
+    DiscoveryError: {"url": "https://a.example:443", "transient": False, "error": None},
+    CacheError: {"path": "/tmp/c/.tokens.json"},
+    LockTimeout: {"lock_file": "/tmp/c/.tokens.json.lock"},
+    DeviceAuthError: {},
+    InsecureTransport: {},
+}
+
+
+def test_every_error_class_declares_its_details() -> None:
+    assert set(DETAILS) == set(ERRORS)
+
+
 @pytest.mark.parametrize("cls", ERRORS, ids=lambda cls: cls.__name__)
 def test_errors_pickle_with_their_details(cls: type[DeviceAuthError]) -> None:
-    error = cls("something failed; run X", error="invalid_grant", lock_file="/tmp/c.lock", transient=True)
+    error = cls("something failed; run X", **DETAILS[cls])  # type: ignore[arg-type]
     clone = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes
     assert type(clone) is cls
     assert str(clone) == str(error) == "something failed; run X"
     assert clone.message == error.message
-    assert clone.error == "invalid_grant"  # type: ignore[attr-defined]
-    assert clone.lock_file == "/tmp/c.lock"  # type: ignore[attr-defined]
-    assert clone.transient is True  # type: ignore[attr-defined]
+    for name, value in DETAILS[cls].items():
+        assert getattr(clone, name) == value, name
     assert clone.args == error.args
+
+
+@pytest.mark.parametrize("cls", [c for c in ERRORS if c is not LockTimeout], ids=lambda cls: cls.__name__)
+def test_details_are_always_set(cls: type[DeviceAuthError]) -> None:
+    error = cls("plain")
+    for name in DETAILS[cls]:
+        assert hasattr(error, name), name
+
+
+def test_errors_name_the_public_module_in_tracebacks() -> None:
+    try:
+        raise LoginRequired("no token", issuer="https://a.example", client_id="c", command="deviceauth login")
+    except LoginRequired as exc:
+        text = "".join(traceback.format_exception_only(exc))
+    assert text.startswith("deviceauth.LoginRequired: no token")
 
 
 @pytest.mark.parametrize("cls", ERRORS, ids=lambda cls: cls.__name__)
 def test_errors_pickle_without_details(cls: type[DeviceAuthError]) -> None:
-    clone = pickle.loads(pickle.dumps(cls("plain")))  # noqa: S301 - our own bytes
+    error = cls("plain", lock_file="/tmp/x.lock") if cls is LockTimeout else cls("plain")  # type: ignore[call-arg]
+    clone = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes
     assert type(clone) is cls
     assert str(clone) == "plain"
 

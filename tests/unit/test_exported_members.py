@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
+import types
+
+import pytest
 
 import deviceauth
 
@@ -18,11 +22,28 @@ def test_every_exported_name_exists() -> None:
         assert hasattr(deviceauth, name), name
 
 
-def test_public_classes_claim_the_package() -> None:
+def test_public_names_claim_the_package() -> None:
     for name in deviceauth.__all__:
         member = getattr(deviceauth, name)
-        if isinstance(member, type):
-            assert member.__module__.startswith("deviceauth"), name
+        if isinstance(member, type) or callable(member):
+            assert member.__module__ == "deviceauth", name
+
+
+def test_all_lists_exactly_the_public_names() -> None:
+    # Both ways, as httpx checks: nothing public is missing from __all__, nothing private leaks.
+    present = {
+        name
+        for name, member in vars(deviceauth).items()
+        if not name.startswith("_") and not isinstance(member, types.ModuleType) and name != "annotations"
+    }
+    assert present | {"__version__"} == set(deviceauth.__all__)
+
+
+@pytest.mark.parametrize("module", ["deviceauth.store", "deviceauth.urllib3", "deviceauth.httpx", "deviceauth.httpx2"])
+def test_public_submodules_export_what_they_define(module: str) -> None:
+    mod = importlib.import_module(module)
+    for name in mod.__all__:
+        assert hasattr(mod, name), (module, name)
 
 
 def test_import_does_not_pull_in_optional_http_clients() -> None:

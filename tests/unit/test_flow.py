@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+import json
+import logging
+import math
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -21,8 +25,9 @@ from deviceauth_fakes import (
 )
 
 from deviceauth import AccessDenied, AuthorizationError, DeviceCode, DeviceCodeExpired, ServerError
-from deviceauth._flow import run_device_flow
-from deviceauth._oauth import AuthorizationPending, OAuthClient
+from deviceauth._exceptions import AuthorizationPending
+from deviceauth._flow import WaitStatus, run_device_flow
+from deviceauth._oauth import OAuthClient
 
 PENDING = AuthorizationPending(slow=False)
 SLOW_DOWN = AuthorizationPending(slow=True)
@@ -123,17 +128,18 @@ def test_stops_at_expires_in_without_polling_past_it(clock: FakeClock) -> None:
     with pytest.raises(DeviceCodeExpired) as caught:
         flow(fake, clock)
     assert caught.value.error == "expired_token"
-    assert fake.polls == [start + 5, start + 10, start + 15]
+    # Every interval, then once more just before expiry instead of giving up one interval early.
+    assert fake.polls == [start + 5, start + 10, start + 15, start + 16]
     assert clock() <= start + 17  # gave up without sleeping past the code's life
     assert "expired" in str(caught.value)
 
 
-def test_slow_down_near_the_end_gives_up_instead_of_sleeping_past_expiry(clock: FakeClock) -> None:
+def test_slow_down_near_the_end_polls_once_more_before_expiry_not_after(clock: FakeClock) -> None:
     start = clock()
     fake = FakeOAuth(clock, [SLOW_DOWN], interval=5, expires_in=12, last=PENDING)
     with pytest.raises(DeviceCodeExpired):
         flow(fake, clock)
-    assert fake.polls == [start + 5]
+    assert fake.polls == [start + 5, start + 11]
     assert clock() <= start + 12
 
 
@@ -259,12 +265,9 @@ def test_device_code_repr_hides_the_device_code() -> None:
 
 def real_flow(server: FakeAuthServer, clock: FakeClock, shown: list[DeviceCode]) -> dict[str, Any]:
     client = OAuthClient(CLIENT_ID)
-    try:
-        return run_device_flow(
-            client, DEVICE_ENDPOINT, TOKEN_ENDPOINT, "openid", show=shown.append, clock=clock, sleep=clock.sleep
-        )
-    finally:
-        client.close()
+    return run_device_flow(
+        client, DEVICE_ENDPOINT, TOKEN_ENDPOINT, "openid", show=shown.append, clock=clock, sleep=clock.sleep
+    )
 
 
 def test_server_round_trip_sends_rfc_8628_requests(
@@ -309,6 +312,16 @@ def test_server_non_json_answer_is_retried(
     assert 1 < server.calls_to(TOKEN_ENDPOINT) < 40
 
 
+def test_server_body_cut_short_is_retried(
+    mocked: responses.RequestsMock, server: FakeAuthServer, clock: FakeClock, shown: list[DeviceCode]
+) -> None:
+    server.device(interval=1)
+    body = server.grant()
+    server.token_answers.insert(0, requests.exceptions.ChunkedEncodingError("Connection broken: IncompleteRead"))
+    assert real_flow(server, clock, shown)["access_token"] == body["access_token"]
+    assert len(server.token_requests) == 2
+
+
 @pytest.mark.parametrize(
     ("error", "expected"),
     [
@@ -341,3 +354,274 @@ def test_device_authorization_response_without_user_code_is_a_server_error(
     mocked.add(responses.POST, DEVICE_ENDPOINT, json={"device_code": "x", "verification_uri": "https://v"})
     with pytest.raises(ServerError, match="user_code"):
         real_flow(FakeAuthServer(mocked), clock, [])
+
+
+# -- what the server says about the code, clamped ------------------------------------------------------
+
+
+def parse(**fields: Any) -> DeviceCode:
+    body: dict[str, Any] = {"device_code": DEVICE_CODE, "user_code": USER_CODE, "verification_uri": "https://v"}
+    body.update(fields)
+    return DeviceCode.from_response(body, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("expires_in", "life"),
+    [
+        (600, 600),
+        (90.5, 90.5),
+        ("900", 900),  # some servers send numbers as strings
+        (1800, 1800),
+        (1801, 1800),
+        (1e12, 1800),
+        (json.loads("1e400"), 1800),  # inf from JSON
+        (math.inf, 1800),
+        (10**400, 1800),  # a JSON integer too big for a float
+        (0, 600),
+        (-30, 600),
+        (-(10**400), 600),
+        (math.nan, 600),
+        ("soon", 600),
+        ("1" * 500, 600),
+        ([1], 600),
+        ({"s": 1}, 600),
+        (True, 600),
+        (None, 600),
+    ],
+)
+def test_device_code_life_is_clamped(expires_in: Any, life: float, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "deviceauth.flow")
+    fields = {} if expires_in is None else {"expires_in": expires_in}
+    assert parse(**fields).expires_at == life
+    if life == 600 and expires_in != 600:
+        assert "assuming 600 s" in caplog.text
+    if life == 1800 and expires_in != 1800:
+        assert "using at most 1800 s" in caplog.text
+
+
+def test_caller_may_allow_a_longer_code_life() -> None:
+    body = {"device_code": DEVICE_CODE, "user_code": USER_CODE, "verification_uri": "https://v", "expires_in": 7200}
+    assert DeviceCode.from_response(body, 0.0, max_life=3600).expires_at == 3600
+    assert DeviceCode.from_response(body, 0.0, max_life=math.inf).expires_at == 7200
+
+
+@pytest.mark.parametrize(
+    ("interval", "used"),
+    [
+        (None, 5),
+        (5, 5),
+        ("7", 7),
+        (2.5, 2.5),
+        (1e-9, 1),
+        (0.2, 1),
+        (61, 60),
+        (1e12, 60),
+        (json.loads("1e400"), 60),
+        (10**400, 60),
+        (0, 5),
+        (-1, 5),
+        (math.nan, 5),
+        ("fast", 5),
+        ([1], 5),
+        (False, 5),
+    ],
+)
+def test_poll_interval_is_clamped(interval: Any, used: float) -> None:
+    fields = {} if interval is None else {"interval": interval}
+    assert parse(**fields).interval == used
+
+
+def test_a_code_that_never_expires_stops_polling_at_the_cap(clock: FakeClock) -> None:
+    start = clock()
+    fake = FakeOAuth(clock, [], interval=5, expires_in=1e12, last=PENDING)
+    with pytest.raises(DeviceCodeExpired):
+        flow(fake, clock)
+    assert clock() <= start + 1800
+    assert len(fake.polls) == 1800 // 5
+    assert max(fake.polls) == start + 1799
+
+
+def test_a_tiny_interval_polls_at_most_once_a_second(clock: FakeClock) -> None:
+    fake = FakeOAuth(clock, [], interval=1e-9, expires_in=30, last=PENDING)
+    with pytest.raises(DeviceCodeExpired):
+        flow(fake, clock)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(fake.polls)]
+    assert min(gaps) >= 1
+    assert len(fake.polls) <= 30
+
+
+def test_slow_down_never_goes_beyond_the_maximum_interval(clock: FakeClock) -> None:
+    fake = FakeOAuth(clock, [SLOW_DOWN] * 4 + [PENDING, TOKEN], interval=50, expires_in=1800)
+    flow(fake, clock)
+    assert clock.sleeps == [50, 55, 60, 60, 60, 60]
+
+
+def test_interval_longer_than_the_code_life_still_polls_once_before_expiry(clock: FakeClock) -> None:
+    start = clock()
+    fake = FakeOAuth(clock, [], interval=60, expires_in=30, last=PENDING)
+    with pytest.raises(DeviceCodeExpired):
+        flow(fake, clock)
+    assert fake.polls == [start + 29]
+
+
+def test_interval_longer_than_the_code_life_can_still_sign_in(clock: FakeClock) -> None:
+    fake = FakeOAuth(clock, [TOKEN], interval=60, expires_in=30)
+    assert flow(fake, clock) == TOKEN
+    assert len(fake.polls) == 1
+
+
+def test_a_code_shorter_than_the_margin_is_polled_at_once(clock: FakeClock) -> None:
+    start = clock()
+    fake = FakeOAuth(clock, [], interval=5, expires_in=0.5, last=PENDING)
+    with pytest.raises(DeviceCodeExpired):
+        flow(fake, clock)
+    assert fake.polls == [start]
+
+
+def test_no_extra_poll_right_after_the_last_one(clock: FakeClock) -> None:
+    start = clock()
+    fake = FakeOAuth(clock, [], interval=5, expires_in=15.5, last=PENDING)
+    with pytest.raises(DeviceCodeExpired):
+        flow(fake, clock)
+    # 10 + 5 would pass the final poll moment (14.5): one last poll there, not at 10 and 10.5.
+    assert fake.polls == [start + 5, start + 10, start + 14.5]
+
+
+def test_approval_in_the_last_seconds_is_not_lost(clock: FakeClock) -> None:
+    fake = FakeOAuth(clock, [PENDING, PENDING, PENDING, TOKEN], interval=5, expires_in=17)
+    assert flow(fake, clock) == TOKEN
+    assert len(fake.polls) == 4
+
+
+def test_truncated_or_garbled_bodies_are_retried_within_the_deadline(clock: FakeClock) -> None:
+    cut_short = ServerError("the token endpoint's answer was cut short", transient=True)
+    garbled = ServerError("the token endpoint did not answer with a JSON object", transient=True)
+    fake = FakeOAuth(clock, [cut_short, garbled, PENDING, TOKEN], interval=5)
+    assert flow(fake, clock) == TOKEN
+    assert clock.sleeps == [5, 5, 10, 5]
+
+
+def test_backoff_near_the_deadline_still_polls_just_before_expiry(clock: FakeClock) -> None:
+    start = clock()
+    fake = FakeOAuth(clock, [], interval=5, expires_in=40, last=transient())
+    with pytest.raises(DeviceCodeExpired):
+        flow(fake, clock)
+    assert fake.polls == [start + 5, start + 10, start + 20, start + 39]
+
+
+def test_a_clock_that_does_not_move_still_ends(clock: FakeClock) -> None:
+    fake = FakeOAuth(clock, [], interval=5, expires_in=60, last=PENDING)
+    with pytest.raises(DeviceCodeExpired):
+        run_device_flow(
+            cast(OAuthClient, fake),
+            DEVICE_ENDPOINT,
+            TOKEN_ENDPOINT,
+            None,
+            show=lambda code: None,
+            clock=clock,
+            sleep=lambda seconds: None,
+        )
+    assert 1 <= len(fake.polls) <= 61
+
+
+def test_max_code_life_must_be_positive(clock: FakeClock) -> None:
+    with pytest.raises(ValueError, match="max_code_life"):
+        run_device_flow(
+            cast(OAuthClient, FakeOAuth(clock, [TOKEN])),
+            DEVICE_ENDPOINT,
+            TOKEN_ENDPOINT,
+            None,
+            show=lambda code: None,
+            clock=clock,
+            sleep=clock.sleep,
+            max_code_life=0,
+        )
+
+
+# -- the prompt hears how the wait goes ------------------------------------------------------------------
+
+
+class RecordingStatus:
+    def __init__(self, tick_every: float = 1.0, fail: bool = False) -> None:
+        self.tick_every = tick_every
+        self.ticks: list[float] = []
+        self.outcomes: list[str] = []
+        self.fail = fail
+
+    def tick(self, remaining: float) -> None:
+        self.ticks.append(remaining)
+        if self.fail:
+            raise OSError("stderr is gone")
+
+    def done(self, outcome: str) -> None:
+        self.outcomes.append(outcome)
+        if self.fail:
+            raise OSError("stderr is gone")
+
+
+def flow_with_status(fake: FakeOAuth, clock: FakeClock, status: RecordingStatus, **kw: Any) -> dict[str, Any]:
+    return run_device_flow(
+        cast(OAuthClient, fake),
+        DEVICE_ENDPOINT,
+        TOKEN_ENDPOINT,
+        None,
+        show=lambda code: cast(WaitStatus, status),
+        clock=clock,
+        sleep=kw.get("sleep", clock.sleep),
+    )
+
+
+def test_status_ticks_every_second_with_the_time_left(clock: FakeClock) -> None:
+    status = RecordingStatus()
+    fake = FakeOAuth(clock, [PENDING, TOKEN], interval=3, expires_in=100)
+    flow_with_status(fake, clock, status)
+    assert clock.sleeps == [1] * 6
+    assert status.ticks[:4] == [100, 99, 98, 97]
+    assert status.ticks[-1] == 94
+    assert status.outcomes == ["approved"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "outcome", "error"),
+    [
+        (AccessDenied("denied", error="access_denied"), "denied", AccessDenied),
+        (DeviceCodeExpired("expired", error="expired_token"), "expired", DeviceCodeExpired),
+        (ServerError("bad answer"), "failed", ServerError),
+    ],
+)
+def test_status_hears_how_the_wait_ended(
+    clock: FakeClock, answer: BaseException, outcome: str, error: type[BaseException]
+) -> None:
+    status = RecordingStatus()
+    with pytest.raises(error):
+        flow_with_status(FakeOAuth(clock, [answer]), clock, status)
+    assert status.outcomes == [outcome]
+
+
+def test_status_hears_the_code_expire(clock: FakeClock) -> None:
+    status = RecordingStatus()
+    with pytest.raises(DeviceCodeExpired):
+        flow_with_status(FakeOAuth(clock, [], interval=5, expires_in=12, last=PENDING), clock, status)
+    assert status.outcomes == ["expired"]
+
+
+def test_ctrl_c_ends_the_status_as_cancelled(clock: FakeClock) -> None:
+    status = RecordingStatus()
+    calls: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        calls.append(seconds)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        clock.sleep(seconds)
+
+    with pytest.raises(KeyboardInterrupt):
+        flow_with_status(FakeOAuth(clock, [], last=PENDING), clock, status, sleep=sleep)
+    assert status.outcomes == ["cancelled"]
+
+
+def test_a_broken_status_does_not_cost_the_login(clock: FakeClock) -> None:
+    status = RecordingStatus(fail=True)
+    assert flow_with_status(FakeOAuth(clock, [PENDING, TOKEN], interval=2), clock, status) == TOKEN
+    assert len(status.ticks) == 1  # no more updates after the first failure
+    assert clock.sleeps == [2, 2]  # and no more short steps either

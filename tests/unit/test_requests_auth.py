@@ -17,13 +17,13 @@ from deviceauth_fakes import (
     ISSUER,
     FakeAuthServer,
     FakeClock,
+    make_auth,
     make_token,
     metadata,
     write_cache,
 )
 
 from deviceauth import DeviceAuth, InsecureTransport, LoginRequired, Token
-from deviceauth._engine import TokenEngine
 from deviceauth._transport import check_transport
 
 ME = (ISSUER, CLIENT_ID, None)
@@ -32,14 +32,6 @@ ME = (ISSUER, CLIENT_ID, None)
 @pytest.fixture(autouse=True)
 def _no_offline_token(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DEVICEAUTH_OFFLINE_TOKEN", raising=False)
-
-
-def make_auth(cache_path: Path, clock: FakeClock, **kwargs: Any) -> DeviceAuth:
-    """A DeviceAuth whose engine runs on the fake clock."""
-    kwargs.setdefault("interactive", False)
-    auth = DeviceAuth(ISSUER, CLIENT_ID, cache=cache_path, **kwargs)
-    auth._engine = TokenEngine(auth._settings, clock=clock, sleep=clock.sleep)
-    return auth
 
 
 @pytest.fixture

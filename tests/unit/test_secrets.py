@@ -12,24 +12,17 @@ from deviceauth_fakes import (
     API_URL,
     CLIENT_ID,
     DEVICE_CODE,
-    ISSUER,
     TOKEN_ENDPOINT,
     FakeAuthServer,
     FakeClock,
+    make_auth,
     oauth_error,
 )
 
-from deviceauth import DeviceAuth, DeviceAuthError, DeviceCode, LoginRequired, TokenRejected
-from deviceauth._engine import TokenEngine
+from deviceauth import DeviceAuthError, DeviceCode, LoginRequired, TokenRejected
 from deviceauth._oauth import OAuthClient
 
 OFFLINE = "offline-SECRET-0000-oooo"
-
-
-def make_auth(cache_path: Path, clock: FakeClock, **kwargs: object) -> DeviceAuth:
-    auth = DeviceAuth(ISSUER, CLIENT_ID, cache=cache_path, open_browser=False, **kwargs)  # type: ignore[arg-type]
-    auth._engine = TokenEngine(auth._settings, clock=clock, sleep=clock.sleep)
-    return auth
 
 
 def test_no_token_value_is_ever_rendered(
@@ -66,7 +59,7 @@ def test_no_token_value_is_ever_rendered(
     # 3. a 401 from the API: refresh and retry once
     server.grant()
     assert requests.get(API_URL, auth=auth, timeout=5).status_code == 200
-    rendered += [repr(auth), str(auth), repr(auth.cached_token()), repr(auth._engine._state.token)]
+    rendered += [repr(auth), str(auth), repr(auth.cached_token())]
     rendered += [repr(code) for code in shown]
     # 4. the refresh token is rejected, and no one may be asked: LoginRequired
     clock.advance(1000)
@@ -87,7 +80,6 @@ def test_no_token_value_is_ever_rendered(
     client = OAuthClient(CLIENT_ID)
     with pytest.raises(TokenRejected) as rejected:
         client.refresh(TOKEN_ENDPOINT, server.issued[0]["refresh_token"])
-    client.close()
     errors.append(rejected.value)
 
     secrets = [DEVICE_CODE, OFFLINE]
