@@ -498,22 +498,37 @@ class RedisStore:
         return _Attempt(pttl, _marker(parts[2]), version, parts[4] if isinstance(parts[4], bytes) else None)
 
     def _subscribe(self, channel: str) -> Any:
+        """A subscription confirmed by the server (so no later publish can slip past it), or None."""
+        pubsub = None
         try:
-            pubsub = self._client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+            pubsub = self._client.pubsub()  # type: ignore[no-untyped-call]
             pubsub.subscribe(channel)
-            return pubsub
-        except (redis.RedisError, OSError) as exc:
+            end = time.monotonic() + self.socket_timeout
+            while time.monotonic() < end:
+                reply = pubsub.get_message(timeout=max(end - time.monotonic(), 0.0))
+                if isinstance(reply, dict) and reply.get("type") == "subscribe":
+                    return pubsub
+            raise redis.TimeoutError("no subscribe confirmation")
+        except (redis.RedisError, OSError, ValueError) as exc:
             log.debug("cannot subscribe to %s (%s); polling the lock instead", channel, type(exc).__name__)
+            if pubsub is not None:
+                with contextlib.suppress(redis.RedisError, OSError):
+                    pubsub.close()
             return None
 
     def _wait_message(self, pubsub: Any, timeout: float) -> Any:
         """Sleep until a message on the channel or ``timeout``; None when the subscription broke."""
+        end = time.monotonic() + max(timeout, 0.0)
         try:
-            message = pubsub.get_message(timeout=max(timeout, 0.0))
-            for _ in range(1000):  # drain the backlog: one re-check covers them all
-                if message is None:
+            while True:
+                message = pubsub.get_message(timeout=max(end - time.monotonic(), 0.0))
+                if message is None or time.monotonic() >= end:
+                    return pubsub
+                if isinstance(message, dict) and message.get("type") == "message":
                     break
-                message = pubsub.get_message(timeout=0.0)
+            for _ in range(1000):  # drain the backlog: one re-check covers them all
+                if pubsub.get_message(timeout=0.0) is None:
+                    break
             return pubsub
         except (redis.RedisError, OSError, ValueError) as exc:
             log.debug("the subscription broke (%s); polling the lock instead", type(exc).__name__)

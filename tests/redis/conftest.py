@@ -7,6 +7,7 @@ Without ``redis-server`` (Debian package ``redis-server``; scripts/test installs
 from __future__ import annotations
 
 import importlib.util
+import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -43,9 +44,19 @@ def redis_srv(redis_session: redis_server.RedisServer) -> Iterator[redis_server.
         redis_session.start()
 
 
+_databases = itertools.count(1)
+
+
 @pytest.fixture
-def redis_url(redis_srv: redis_server.RedisServer) -> str:
-    return redis_srv.url()
+def redis_db() -> int:
+    """A database number no earlier test used: this process's in-memory token state is keyed by
+    the store's location, so a new location keeps one test's tokens out of the next."""
+    return next(_databases) % 64
+
+
+@pytest.fixture
+def redis_url(redis_srv: redis_server.RedisServer, redis_db: int) -> str:
+    return redis_srv.url(redis_db)
 
 
 @pytest.fixture(params=["file", "redis"])

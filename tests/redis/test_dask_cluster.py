@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis_server
 import redis_workers
 
 from deviceauth import DeviceAuth
@@ -32,10 +31,8 @@ def oidc() -> Iterator[OidcServer]:
         yield server
 
 
-def test_a_dask_cluster_refreshes_once_per_expiry(
-    oidc: OidcServer, redis_srv: redis_server.RedisServer, tmp_path: Path
-) -> None:
-    url = redis_srv.url()
+def test_a_dask_cluster_refreshes_once_per_expiry(oidc: OidcServer, redis_url: str, tmp_path: Path) -> None:
+    url = redis_url
     options = {"scope": "openid", "cache": url, "open_browser": False}
     first = DeviceAuth(oidc.issuer, "client-tools", interactive=True, prompt=Approver(oidc), **options).get_token()
     auth = DeviceAuth(oidc.issuer, "client-tools", interactive=False, **options)

@@ -51,8 +51,7 @@ def cache(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """What every process passes as ``cache=``: one shared file, or one Redis URL."""
     if request.param == "file":
         return str(tmp_path / "shared" / ".tokens.json")
-    srv: redis_server.RedisServer = request.getfixturevalue("redis_srv")
-    return srv.url() + "?lock_ttl=2"
+    return str(request.getfixturevalue("redis_url")) + "?lock_ttl=2"
 
 
 @pytest.fixture
@@ -121,8 +120,10 @@ def test_8_cold_processes_log_in_once(server: OidcServer, cache: str, tmp_path: 
     assert len(list(marks.iterdir())) == 1
 
 
-def test_the_warm_path_makes_no_redis_round_trip(server: OidcServer, redis_srv: redis_server.RedisServer) -> None:
-    auth = _auth(server, redis_srv.url(), interactive=True, prompt=Approver(server))
+def test_the_warm_path_makes_no_redis_round_trip(
+    server: OidcServer, redis_srv: redis_server.RedisServer, redis_url: str
+) -> None:
+    auth = _auth(server, redis_url, interactive=True, prompt=Approver(server))
     auth.get_token()
     admin = redis_srv.admin()
 
@@ -176,9 +177,9 @@ def test_a_killed_login_is_taken_over(server: OidcServer, cache: str, marks: Pat
 
 
 def test_redis_restarted_empty_means_typed_errors_then_one_clean_login(
-    server: OidcServer, redis_srv: redis_server.RedisServer
+    server: OidcServer, redis_srv: redis_server.RedisServer, redis_url: str
 ) -> None:
-    auth = _auth(server, redis_srv.url() + "?socket_timeout=2", interactive=True, prompt=Approver(server))
+    auth = _auth(server, redis_url + "?socket_timeout=2", interactive=True, prompt=Approver(server))
     first = auth.get_token()
     redis_srv.stop()
     assert auth.get_token() == first  # fresh in memory: served without Redis
@@ -197,10 +198,10 @@ def test_redis_restarted_empty_means_typed_errors_then_one_clean_login(
 
 
 def test_the_readme_recipe_log_in_once_then_workers_use_the_url(
-    server: OidcServer, redis_srv: redis_server.RedisServer, tmp_path: Path
+    server: OidcServer, redis_srv: redis_server.RedisServer, redis_db: int, tmp_path: Path
 ) -> None:
     # The URL carries no password: the shell and the workers get it from the environment.
-    url = f"redis://deviceauth@127.0.0.1:{redis_srv.port}/0"
+    url = f"redis://deviceauth@127.0.0.1:{redis_srv.port}/{redis_db}"
     env = {**os.environ, "DEVICEAUTH_REDIS_PASSWORD": redis_srv.password, "HOME": str(tmp_path / "nohome")}
     env.pop("DEVICEAUTH_CACHE", None)
     worker = _auth(server, url)
@@ -208,7 +209,7 @@ def test_the_readme_recipe_log_in_once_then_workers_use_the_url(
     try:
         with pytest.raises(LoginRequired) as caught:
             _auth(server, url).get_token()
-        assert f"--cache redis://deviceauth@127.0.0.1:{redis_srv.port}/0/deviceauth:" in str(caught.value)
+        assert f"--cache {url}/deviceauth:" in str(caught.value)
         assert redis_srv.password not in str(caught.value)
         # "deviceauth login --cache <that location>" on the head node (approved by the test's person):
         head = _auth(server, caught.value.command.split("--cache ")[1], interactive=True, prompt=Approver(server))  # type: ignore[attr-defined]

@@ -144,7 +144,7 @@ def test_waiters_sleep_on_the_channel_instead_of_polling(redis_url: str, monkeyp
     holding, release = threading.Event(), threading.Event()
 
     def holder() -> None:
-        with RedisStore(redis_url).transaction(IDENTITY) as tx:
+        with RedisStore(redis_url, lock_ttl=30).transaction(IDENTITY) as tx:
             assert not isinstance(tx, Written)
             holding.set()
             release.wait(JOIN)
@@ -155,11 +155,13 @@ def test_waiters_sleep_on_the_channel_instead_of_polling(redis_url: str, monkeyp
     assert holding.wait(JOIN)
     threading.Timer(2.0, release.set).start()
     monkeypatch.setattr(RedisStore, "_try_lock", counted)
+    monkeypatch.setattr("deviceauth._redisstore._SUBSCRIBED_LONGEST", 60.0)  # only a message wakes it
     with store.transaction(IDENTITY, usable=lambda t: True) as got:
         assert isinstance(got, Written)
     thread.join(JOIN)
-    # 2 s of waiting: a poller (10 ms .. 250 ms) would try ~15 times; a subscriber wakes about once a second.
-    assert len(attempts) <= 5
+    # 2 s of waiting: a poller (10 ms .. 250 ms) would try ~15 times. A subscriber tries once before
+    # subscribing, once after (a write in between), and once when the holder's write is published.
+    assert len(attempts) == 3
 
 
 def test_without_a_subscription_waiters_fall_back_to_polling(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
