@@ -76,20 +76,29 @@ _POLL_LONGEST = 0.25
 _SUBSCRIBED_LONGEST = 1.0
 _URL_OPTIONS = frozenset({"db", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "prefix", "socket_timeout", "lock_ttl"})
 
-# KEYS: lock, login, id, version   ARGV: owner, ttl_ms, size cap, "1" to return the entry
-# -> {1} acquired, or {0, pttl, login marker, version, entry}: all a waiter needs, in one round trip
+# KEYS: lock, login, id, version   ARGV: owner, ttl_ms, size cap, "1" to hand off, the version last seen
+# -> {1} acquired, or {0, pttl, login marker, version, entry, tried}: all a waiter needs, in one round
+# trip. A waiter that may be handed a token does not take a free lock when the version moved since
+# it last looked: it first judges the entry (a herd must not queue, one by one, for a lock none of
+# them needs any more).
 _ACQUIRE = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1} end
 local function text(key)
   if redis.call('TYPE', key).ok ~= 'string' or redis.call('STRLEN', key) > 4096 then return false end
   return redis.call('GET', key)
 end
+local version = text(KEYS[4])
+local handoff = ARGV[4] == '1'
+local tried = 0
+if not handoff or (version or '') == ARGV[5] then
+  if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1} end
+  tried = 1
+end
 local entry = false
-if ARGV[4] == '1' and redis.call('TYPE', KEYS[3]).ok == 'hash'
+if handoff and redis.call('TYPE', KEYS[3]).ok == 'hash'
    and redis.call('HSTRLEN', KEYS[3], 'data') <= tonumber(ARGV[3]) then
   entry = redis.call('HGET', KEYS[3], 'data')
 end
-return {0, redis.call('PTTL', KEYS[1]), text(KEYS[2]), text(KEYS[4]), entry}
+return {0, redis.call('PTTL', KEYS[1]), text(KEYS[2]), version, entry, tried}
 """
 # KEYS: lock, login   ARGV: owner, ttl_ms, login marker ("" for none), login ttl_ms -> 1 extended, 0 lost
 _EXTEND = """
@@ -427,11 +436,13 @@ class RedisStore:
     ) -> Token | None:
         """Take the lock (None) or return a usable token its holder wrote while we waited."""
         want = usable is not None
-        attempt = self._try_lock(keys, owner, entry=want)
+        seen = since if isinstance(since, bytes) else None
+        while (attempt := self._try_lock(keys, owner, handoff=want, seen=seen)) is not None and not attempt.tried:
+            if (token := self._handed_off(attempt, identity, usable)) is not None:
+                return token  # written before we even subscribed: no need to
+            seen = attempt.version
         if attempt is None:
             return None
-        if (token := self._handed_off(attempt, identity, since, usable)) is not None:
-            return token  # written before we even subscribed: no need to
         deadline = time.monotonic() + self.lock_timeout
         told = False
         subscription = self._subscribe(keys.channel)
@@ -439,11 +450,14 @@ class RedisStore:
         try:
             while True:
                 # Subscribed first, then checked: a write between the two is seen by one or the other.
-                attempt = self._try_lock(keys, owner, entry=want)
+                attempt = self._try_lock(keys, owner, handoff=want, seen=seen)
                 if attempt is None:
                     return None
-                if (token := self._handed_off(attempt, identity, since, usable)) is not None:
-                    return token
+                if not attempt.tried:  # the version moved: judge the entry, then try the lock at once
+                    if (token := self._handed_off(attempt, identity, usable)) is not None:
+                        return token
+                    seen = attempt.version
+                    continue
                 login = attempt.login
                 if login is not None and login.alive(time.time()):
                     if not told and on_wait is not None:
@@ -471,10 +485,10 @@ class RedisStore:
                     subscription.close()
 
     def _handed_off(
-        self, attempt: _Attempt, identity: Identity, since: Hashable, usable: Callable[[Token], bool] | None
+        self, attempt: _Attempt, identity: Identity, usable: Callable[[Token], bool] | None
     ) -> Token | None:
-        """The token in a failed attempt's reply, if it changed since ``since`` and ``usable`` takes it."""
-        if usable is None or attempt.entry is None or (since is not None and attempt.version == since):
+        """The token in an attempt's reply, if ``usable`` takes it."""
+        if usable is None or attempt.entry is None:
             return None
         try:
             record = self._decode(attempt.entry, identity)
@@ -482,20 +496,23 @@ class RedisStore:
             return None  # (a wrong key): the holder's re-read under the lock reports it
         return record.token if record is not None and usable(record.token) else None
 
-    def _try_lock(self, keys: _Keys, owner: str, *, entry: bool = False) -> _Attempt | None:
+    def _try_lock(
+        self, keys: _Keys, owner: str, *, handoff: bool = False, seen: bytes | None = None
+    ) -> _Attempt | None:
         """None when we took the lock; otherwise what a waiter needs to know, from one round trip."""
         reply = self._run(
             "acquire",
             [keys.lock, keys.login, keys.id, self._version_key],
-            [owner, _ms(self.lock_ttl), MAX_VALUE_BYTES, "1" if entry else "0"],
+            [owner, _ms(self.lock_ttl), MAX_VALUE_BYTES, "1" if handoff else "0", seen or b""],
             "cannot take the lock",
         )
         if isinstance(reply, list) and reply and reply[0] == 1:
             return None
-        parts = list(reply) + [None] * 5 if isinstance(reply, list) else [None] * 5
+        parts = list(reply) + [None] * 6 if isinstance(reply, list) else [None] * 6
         pttl = parts[1] if isinstance(parts[1], int) else -1
         version = parts[3] if isinstance(parts[3], bytes) and len(parts[3]) <= 32 else None
-        return _Attempt(pttl, _marker(parts[2]), version, parts[4] if isinstance(parts[4], bytes) else None)
+        entry = parts[4] if isinstance(parts[4], bytes) else None
+        return _Attempt(pttl, _marker(parts[2]), version, entry, tried=parts[5] != 0)
 
     def _subscribe(self, channel: str) -> Any:
         """A subscription confirmed by the server (so no later publish can slip past it), or None."""
@@ -637,6 +654,7 @@ class _Attempt:
     login: LoginInProgress | None
     version: bytes | None
     entry: bytes | None
+    tried: bool  # False: the version moved, so the lock was not tried; judge the entry first
 
 
 class _Keys:
