@@ -41,16 +41,17 @@ def _free_port() -> int:
 class RedisServer:
     """One running redis-server; ``url(db)`` names it as the ACL user, ``stop()``/``start()`` restart it."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, bind: tuple[str, ...] = ("127.0.0.1",)) -> None:
+        self.bind = bind
         self.directory = Path(tempfile.mkdtemp(prefix="deviceauth-redis-"))
         self.password = secrets.token_urlsafe(16)
         self.admin_password = secrets.token_urlsafe(16)
         self.port = _free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
-    def url(self, db: int = 0, *, user: str = ACL_USER, password: str | None = None) -> str:
+    def url(self, db: int = 0, *, user: str = ACL_USER, password: str | None = None, host: str = "127.0.0.1") -> str:
         secret = self.password if password is None else password
-        return f"redis://{user}:{secret}@127.0.0.1:{self.port}/{db}"
+        return f"redis://{user}:{secret}@{host}:{self.port}/{db}"
 
     @property
     def socket_path(self) -> Path:
@@ -66,7 +67,7 @@ class RedisServer:
         )
         args = [
             REDIS_SERVER,
-            "--bind", "127.0.0.1",
+            "--bind", *self.bind,
             "--port", str(self.port),
             "--dir", str(self.directory),
             "--aclfile", str(self.directory / "users.acl"),
