@@ -978,6 +978,11 @@ def _explain(exc: BaseException, socket_timeout: float) -> str:
         return "Redis refused the username or password"
     if isinstance(exc, redis.exceptions.NoPermissionError | redis.exceptions.AuthorizationError):
         return "the Redis user lacks a permission deviceauth needs (see the README's ACL line)"
+    text = str(exc).lower()
+    if "certificate" in text or "ssl" in text or "tls" in text:
+        return (
+            "the TLS handshake with Redis failed (for a private CA, pass ssl_ca_certs=... in the URL or as a keyword)"
+        )
     if isinstance(exc, redis.TimeoutError):
         return f"Redis did not answer within {socket_timeout:g} s"
     if isinstance(exc, redis.ConnectionError | OSError):

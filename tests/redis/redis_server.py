@@ -41,8 +41,10 @@ def _free_port() -> int:
 class RedisServer:
     """One running redis-server; ``url(db)`` names it as the ACL user, ``stop()``/``start()`` restart it."""
 
-    def __init__(self, *, bind: tuple[str, ...] = ("127.0.0.1",)) -> None:
+    def __init__(self, *, bind: tuple[str, ...] = ("127.0.0.1",), tls: tuple[Path, Path, Path] | None = None) -> None:
         self.bind = bind
+        self.tls = tls  # (certificate, key, CA): also serve TLS on tls_port
+        self.tls_port = _free_port() if tls is not None else 0
         self.directory = Path(tempfile.mkdtemp(prefix="deviceauth-redis-"))
         self.password = secrets.token_urlsafe(16)
         self.admin_password = secrets.token_urlsafe(16)
@@ -80,6 +82,10 @@ class RedisServer:
             "--unixsocketperm", "700",
             "--logfile", str(self.directory / "redis.log"),
         ]  # fmt: skip
+        if self.tls is not None:
+            cert, key, ca = self.tls
+            args += ["--tls-port", str(self.tls_port), "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+                     "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no"]  # fmt: skip
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + _START_TIMEOUT
         while time.monotonic() < deadline:
