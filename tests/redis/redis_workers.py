@@ -157,3 +157,18 @@ def refresh_forever(auth: Any, rounds: int) -> None:
 def login_and_hang(auth: Any) -> None:
     """Start a device login whose prompt never gets approved (the parent kills us meanwhile)."""
     auth.login()
+
+
+@dataclass
+class WriteCode:
+    """A picklable prompt that only writes the user code down (the test approves it when it likes)."""
+
+    path: str
+
+    def __call__(self, code: Any) -> None:
+        Path(self.path).write_text(code.user_code)
+
+
+def login_and_report(auth: Any, result: str) -> None:
+    auth.login()
+    Path(result).write_text(get_token_hash(auth))

@@ -230,3 +230,27 @@ def test_the_readme_recipe_log_in_once_then_workers_use_the_url(
 
 def _with_password(password: str) -> None:
     os.environ["DEVICEAUTH_REDIS_PASSWORD"] = password
+
+
+def test_a_login_paused_past_its_lock_cannot_overwrite_the_newer_session(
+    server: OidcServer, redis_url: str, tmp_path: Path
+) -> None:
+    url = redis_url + "?lock_ttl=0.5"
+    code, result = tmp_path / "code", tmp_path / "result"
+    paused = _auth(server, url, interactive=True, prompt=redis_workers.WriteCode(str(code)))
+    proc = SPAWN.Process(target=redis_workers.login_and_report, args=(paused, str(result)))
+    proc.start()
+    try:
+        redis_workers.wait_for(code, JOIN)  # it holds the lock and shows its code
+        os.kill(proc.pid, signal.SIGSTOP)  # frozen: its lock and login marker expire
+        newer = _auth(server, url, interactive=True, prompt=Approver(server), lock_timeout=20)
+        newer.login()  # takes the expired lock and logs in
+        server.approve(code.read_text())  # the frozen login is approved too ...
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)  # ... and wakes up with a session of its own
+    proc.join(JOIN)
+    assert proc.exitcode == 0
+    stored = _auth(server, url).cached_token()
+    assert stored is not None
+    assert _sha256(stored.access_token) == _sha256(newer.get_token()) != result.read_text()
+    assert server.stats()["device_authorization"] == 2
