@@ -1,16 +1,20 @@
-"""Shared pieces of the benchmarks: environment report, statistics, the test server and one login.
+"""Shared pieces of the benchmarks: environment report, statistics, tables, timing, one login.
 
 Standard library plus deviceauth only at import time, so spawned worker processes stay cheap.
 """
 
 from __future__ import annotations
 
+import gc
 import importlib.metadata
 import os
 import platform
 import statistics
 import subprocess
 import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -129,3 +133,110 @@ def make_auth(server: Any, cache: Path, **kwargs: Any) -> Any:
     }
     options.update(kwargs)
     return DeviceAuth(server.issuer, CLIENT_ID, **options)
+
+
+# -- timing one operation against its baseline ------------------------------------------------------
+
+Loop = Callable[[int], None]  # runs the operation n times
+
+
+def calls(fn: Callable[..., Any], *args: Any) -> Loop:
+    """A loop that calls ``fn(*args)`` n times, with the call spelled out for 0-2 arguments (no ``*args`` cost)."""
+    if not args:
+
+        def loop0(n: int) -> None:
+            for _ in range(n):
+                fn()
+
+        return loop0
+    if len(args) == 1:
+        (a,) = args
+
+        def loop1(n: int) -> None:
+            for _ in range(n):
+                fn(a)
+
+        return loop1
+    if len(args) == 2:
+        a, b = args
+
+        def loop2(n: int) -> None:
+            for _ in range(n):
+                fn(a, b)
+
+        return loop2
+
+    def loop(n: int) -> None:
+        for _ in range(n):
+            fn(*args)
+
+    return loop
+
+
+@dataclass
+class Timed:
+    """Microseconds per call, one value per batch, for the measured side and its baseline."""
+
+    ours: list[float]
+    base: list[float]
+
+    def cells(self) -> list[str]:
+        """median, p95, baseline median, baseline p95, difference (µs) and ratio, formatted."""
+        m, b = median(self.ours), median(self.base)
+        return [
+            f"{m:.2f}",
+            f"{percentile(self.ours, 95):.2f}",
+            f"{b:.2f}",
+            f"{percentile(self.base, 95):.2f}",
+            f"{m - b:+.2f}",
+            f"{m / b:.2f}x",
+        ]
+
+
+def _batch(loop: Loop, n: int, use_gc: bool) -> float:
+    gc.collect()
+    if not use_gc:
+        gc.disable()
+    try:
+        start = time.perf_counter_ns()
+        loop(n)
+        elapsed = time.perf_counter_ns() - start
+    finally:
+        gc.enable()
+    return elapsed / n / 1000.0
+
+
+def time_against(
+    ours: Loop,
+    baseline: Loop,
+    *,
+    calls_per_batch: int,
+    batches: int = 30,
+    warmup: int = 2,
+    use_gc: bool = False,
+    before_batch: Callable[[], None] | None = None,
+) -> Timed:
+    """Time ``ours`` and ``baseline`` in interleaved batches (A B, B A, ...) so drift hits both alike.
+
+    ``warmup`` untimed batches of each come first. Each batch is ``calls_per_batch`` calls; its value
+    is its wall time per call in µs, with the garbage collector off (``gc.collect()`` first) unless
+    ``use_gc``. ``before_batch`` runs untimed before every batch of ``ours`` (to reset state it grows).
+    """
+
+    def run(loop: Loop, prepare: Callable[[], None] | None) -> float:
+        if prepare is not None:
+            prepare()
+        return _batch(loop, calls_per_batch, use_gc)
+
+    for _ in range(warmup):
+        run(ours, before_batch)
+        run(baseline, None)
+    timed = Timed([], [])
+    for i in range(batches):
+        if i % 2 == 0:
+            timed.ours.append(run(ours, before_batch))
+            timed.base.append(run(baseline, None))
+        else:
+            timed.base.append(run(baseline, None))
+            timed.ours.append(run(ours, before_batch))
+    return timed

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._engine import TokenEngine
+from ._location import open_store
 from ._requests import retry_on_401
 from ._settings import Interaction, Settings, normalize_scope
-from ._store import TokenStore, open_store
+from ._store import TokenStore
 from ._token import Token
 from ._transport import check_transport
 

@@ -68,19 +68,28 @@ class BoundedAdapter(HTTPAdapter):
         watch = _Watch(self.deadline)
         _current.watch = watch
         try:
-            response = super().send(request, stream=True, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
+            try:
+                response = super().send(
+                    request, stream=True, timeout=timeout, verify=verify, cert=cert, proxies=proxies
+                )
+            except Exception as exc:
+                if watch.expired:
+                    raise _too_slow(url, self.deadline) from exc
+                raise  # requests' own errors: the exchange boundary names the endpoint
             try:
                 _refuse_redirect(url, response)
                 response._content = _read_capped(url, response, self.max_bytes, watch)
                 response._content_consumed = True  # type: ignore[attr-defined]  # so close() keeps the connection
+            except DeviceAuthError:
+                raise
+            except Exception as exc:  # a body cut short or garbled: worth another try, like a reset connection
+                if watch.expired:
+                    raise _too_slow(url, self.deadline) from exc
+                raise ServerError(
+                    f"{safe_origin(url)} broke off its answer ({type(exc).__name__})", transient=True
+                ) from exc
             finally:
-                response.close()  # the body is read (or refused); give the connection back or drop it
-        except DeviceAuthError:
-            raise
-        except Exception as exc:
-            if watch.expired:
-                raise _too_slow(url, self.deadline) from exc
-            raise
+                response.close()  # the body is read (or refused): give the connection back, or drop it
         finally:
             _current.watch = None
             watch.cancel()

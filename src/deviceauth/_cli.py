@@ -136,8 +136,8 @@ def _fresh_stored_token(args: argparse.Namespace) -> str | None:
     """The stored access token when it is fresh: no HTTP library, no OAuth client, no lock."""
     if not args.issuer or not args.client_id:
         return None
+    from ._location import open_store
     from ._settings import Settings, normalize_scope
-    from ._store import open_store
 
     settings = Settings(issuer=args.issuer, client_id=args.client_id, scope=normalize_scope(args.scope))
     token = open_store(args.cache).read(settings.identity)
@@ -157,7 +157,7 @@ def _auth(args: argparse.Namespace) -> DeviceAuth:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from ._store import open_store
+    from ._location import open_store
 
     store = open_store(args.cache)
     issuer = args.issuer.rstrip("/") if args.issuer else None

@@ -55,8 +55,9 @@ def discover(get: Callable[[str], requests.Response], issuer: str) -> dict[str, 
         except DeviceAuthError:
             raise
         except requests.RequestException as exc:
+            retry = not isinstance(exc, requests.exceptions.SSLError)
             raise ServerError(
-                f"cannot reach the authorization server at {url}: {_reason(exc)}", transient=True
+                f"cannot reach the authorization server at {url}: {_reason(exc)}", transient=retry
             ) from exc
         except Exception as exc:  # anything else from the HTTP stack: typed, never raw
             raise ServerError(f"discovery at {url} failed ({type(exc).__name__})", transient=False) from exc
@@ -106,6 +107,8 @@ def _check(metadata: Mapping[str, Any], issuer: str, url: str) -> None:
 
 
 def _reason(exc: requests.RequestException) -> str:
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS verification failed"
     if isinstance(exc, requests.Timeout):
         return "timed out"
     if isinstance(exc, requests.ConnectionError):

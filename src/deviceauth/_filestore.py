@@ -30,7 +30,6 @@ import logging
 import math
 import os
 import stat
-import tempfile
 import time
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from pathlib import Path
@@ -319,7 +318,7 @@ class FileStore:
         target = self._target()
         self._remove_stray_temp_files(target)
         try:
-            fd, temp = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".tmp")
+            fd, temp = _mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".tmp")
         except OSError as exc:
             raise CacheError(f"cannot write the token cache {self.path}: {_reason(exc)}", path=str(self.path)) from exc
         try:
@@ -393,7 +392,7 @@ class _FileTransaction:
         # waiters never read half a marker and a planted symlink is never written through.
         temp = None
         try:
-            fd, temp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+            fd, temp = _mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
             with os.fdopen(fd, "wb") as handle:
                 handle.write(payload)
             os.replace(temp, path)
@@ -432,6 +431,12 @@ class _Watcher:
         except CacheError:
             return None
         return Written(token) if token is not None and self._usable(token) else None
+
+
+def _mkstemp(*, dir: Path, prefix: str, suffix: str) -> tuple[int, str]:
+    import tempfile  # writers only: a warm read never needs it
+
+    return tempfile.mkstemp(dir=dir, prefix=prefix, suffix=suffix)
 
 
 class _Corrupt(Exception):

@@ -12,9 +12,11 @@ whose text has no secret in it.
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import math
+import traceback
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -49,6 +51,8 @@ _ACCEPT_ENCODING = "gzip, deflate"
 _NUMBERS = ("expires_in", "refresh_expires_in", "interval")
 _TOKEN_STRINGS = ("access_token", "refresh_token", "id_token", "token_type", "scope")
 _MAX_ERROR_CODE = 64
+_REMEMBERED_SECRETS = 32
+_SECRET_FIELDS = ("access_token", "refresh_token", "id_token", "device_code")
 
 
 _TERMINAL: dict[str, tuple[type[AuthorizationError], str]] = {
@@ -92,6 +96,9 @@ class OAuthClient:
         self._client_id = client_id
         self._secret = client_secret
         self._method = method
+        # Secrets this client sent or received lately: a server may echo any of them, not only the
+        # one the current exchange carries (a poll's error text quoting an earlier refresh token).
+        self._seen: collections.deque[str] = collections.deque(maxlen=_REMEMBERED_SECRETS)
         self._session = OAuth2Session(
             client_id=client_id,
             client_secret=client_secret,
@@ -111,17 +118,48 @@ class OAuthClient:
         self.timeout = timeout
 
     def get(self, url: str) -> requests.Response:
-        """A plain GET on the same connection pool (for discovery), without any token."""
+        """A plain GET on the same connection pool (for discovery), without any token.
+
+        Any failure is a ``ServerError`` (transient for network trouble); the response it returns
+        has been read whole, within the size cap and the deadline, and was not a redirect.
+        """
         check_outbound(url)
-        response: requests.Response = self._session.get(
-            url,
-            withhold_token=True,
-            timeout=self.timeout,
-            verify=self._verify,
-            allow_redirects=False,
-            headers={"Accept": "application/json"},
-        )
+        shown = redact(url.partition("?")[0])
+        try:
+            response: requests.Response = self._session.get(
+                url,
+                withhold_token=True,
+                timeout=self.timeout,
+                verify=self._verify,
+                allow_redirects=False,
+                headers={"Accept": "application/json"},
+            )
+        except DeviceAuthError:
+            raise
+        except requests.RequestException as exc:
+            raise ServerError(
+                f"cannot reach the authorization server at {shown}: {_reason(exc)}", transient=_retryable(exc)
+            ) from self._safe_cause(exc)
+        except Exception as exc:
+            raise ServerError(f"GET {shown} failed ({type(exc).__name__})") from self._safe_cause(exc)
         return response
+
+    def discover(self, issuer: str) -> dict[str, Any]:
+        """The issuer's checked metadata (``_discovery.discover`` over this client's connections).
+
+        Discovery sends no secret, but a server's text in its errors may still echo one the
+        client holds: the message is redacted like every other exchange's.
+        """
+        from ._discovery import discover
+
+        try:
+            return discover(self.get, issuer)
+        except DeviceAuthError as exc:
+            secrets = self._secrets()
+            if not any(secret in exc.message for secret in secrets):
+                raise
+            clean = type(exc)(redact(exc.message, secrets, limit=len(exc.message)), **exc._details())
+            raise clean from None
 
     def request_device_code(self, endpoint: str, scope: str | None) -> dict[str, Any]:
         """The device authorization request (RFC 8628 §3.1): a checked response with the codes."""
@@ -146,7 +184,9 @@ class OAuthClient:
                 raise OAuthError(error=body["error"], description=body.get("error_description"))
             return _checked_device_response(body, endpoint)
 
-        return self._exchange(endpoint, (), send)
+        body = self._exchange(endpoint, (), send)
+        self._remember(body)
+        return body
 
     def poll(self, endpoint: str, device_code: str) -> dict[str, Any]:
         """One token request for the device code; raises ``AuthorizationPending`` while undecided."""
@@ -193,7 +233,7 @@ class OAuthClient:
             status = response.status_code
             if not 200 <= status < 300:
                 code = _error_code(response)
-                detail = f" ({redact(code, self._secrets(token), limit=_MAX_ERROR_CODE)})" if code else ""
+                detail = f" ({redact(code, self._secrets(), limit=_MAX_ERROR_CODE)})" if code else ""
                 raise ServerError(
                     f"the revocation endpoint {safe_origin(endpoint)} answered HTTP {status}{detail}; "
                     "the token may still be valid at the server",
@@ -212,34 +252,58 @@ class OAuthClient:
         finally:
             # Authlib keeps the last token on the session; we keep tokens ourselves.
             self._session.token = None
+        self._remember(token)
         return dict(token)
 
     def _exchange(self, endpoint: str, secrets: Iterable[str], send: Callable[[], _T], *, polling: bool = False) -> _T:
         check_outbound(endpoint)
+        for secret in secrets:
+            if secret and secret not in self._seen:
+                self._seen.append(secret)
         try:
             return send()
+        except ServerError as exc:
+            if exc.url is None:  # errors say where: the origin, never a path or credentials
+                exc.url = safe_origin(endpoint)
+            raise
         except DeviceAuthError:
             raise
         except OAuthError as exc:
             # ``from None``: Authlib's own message carries the server's text, unredacted.
-            raise _oauth_error(exc.error, exc.description, self._secrets(*secrets), polling) from None
+            raise _oauth_error(exc.error, exc.description, self._secrets(), polling) from None
         except requests.HTTPError as exc:
             status = exc.response.status_code if exc.response is not None else 0
             raise ServerError(
-                f"{safe_origin(endpoint)} answered HTTP {status}", transient=status >= 500 or status in (408, 429)
-            ) from exc
+                f"{safe_origin(endpoint)} answered HTTP {status}",
+                url=safe_origin(endpoint),
+                transient=status >= 500 or status in (408, 429),
+            ) from self._safe_cause(exc)
         except requests.RequestException as exc:
             raise ServerError(
-                f"cannot reach the authorization server at {safe_origin(endpoint)} ({_reason(exc)})", transient=True
-            ) from exc
+                f"cannot reach the authorization server at {safe_origin(endpoint)} ({_reason(exc)})",
+                url=safe_origin(endpoint),
+                transient=_retryable(exc),
+            ) from self._safe_cause(exc)
         except Exception as exc:  # whatever else Authlib or a garbled answer raises: typed, without server text
             raise ServerError(
                 f"{safe_origin(endpoint)} gave an answer deviceauth cannot use ({type(exc).__name__})",
+                url=safe_origin(endpoint),
                 transient=False,
-            ) from exc
+            ) from self._safe_cause(exc)
+
+    def _safe_cause(self, exc: BaseException) -> BaseException | None:
+        """``exc`` to chain for debugging, unless its rendering (a traceback prints it) holds a secret."""
+        text = "".join(traceback.format_exception(exc))
+        return None if any(secret in text for secret in self._secrets()) else exc
 
     def _secrets(self, *secrets: str | None) -> list[str]:
-        return secret_forms([*secrets, self._secret], client_id=self._client_id)
+        return secret_forms([*secrets, *self._seen, self._secret], client_id=self._client_id)
+
+    def _remember(self, answer: Any) -> None:
+        for name in _SECRET_FIELDS:
+            value = answer.get(name)
+            if isinstance(value, str) and value and value not in self._seen:
+                self._seen.append(value)
 
 
 def _oauth_error(error: Any, description: Any, secrets: list[str], polling: bool) -> Exception:
@@ -337,8 +401,23 @@ def _error_code(response: requests.Response) -> str | None:
 
 
 def _reason(exc: requests.RequestException) -> str:
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS verification failed"
     if isinstance(exc, requests.Timeout):
         return "timed out"
     if isinstance(exc, requests.ConnectionError):
         return "connection failed"
     return type(exc).__name__
+
+
+def _retryable(exc: requests.RequestException) -> bool:
+    """Network trouble and bodies cut short are worth another try; a certificate or URL problem is not."""
+    if isinstance(exc, requests.exceptions.SSLError):
+        return False
+    return isinstance(
+        exc,
+        requests.ConnectionError
+        | requests.Timeout
+        | requests.exceptions.ChunkedEncodingError
+        | requests.exceptions.ContentDecodingError,
+    )

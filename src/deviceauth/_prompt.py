@@ -24,7 +24,6 @@ import os
 import shutil
 import sys
 import time
-import webbrowser
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
@@ -83,6 +82,8 @@ def browser_usable(environ: Mapping[str, str] | None = None, platform: str | Non
         return False
     if environ is None and in_jupyter():
         return False
+    import webbrowser  # only when a browser may be opened: it loads subprocess and shlex
+
     try:
         browser = webbrowser.get()
     except webbrowser.Error:
@@ -128,6 +129,8 @@ def make_prompt(
         status = show(code)
         url = _link(code)
         if url is not None:  # never javascript:, file: or anything else a browser would run
+            import webbrowser
+
             with contextlib.suppress(webbrowser.Error):
                 webbrowser.open(url, new=2)
         return status

@@ -102,9 +102,7 @@ class ServerSide:
         state = self._state
         overrides = dict(self.settings.endpoints)
         if state.metadata is None and not {"token_endpoint", "device_authorization_endpoint"} <= overrides.keys():
-            from ._discovery import discover
-
-            state.metadata = discover(self._client().get, self.settings.issuer)
+            state.metadata = self._client().discover(self.settings.issuer)
         return {**(state.metadata or {}), **overrides}
 
     def endpoint(self, name: str) -> str:

@@ -28,11 +28,9 @@ serves many hosts. A store pickles as the way to reopen it.
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from ._settings import Identity
@@ -45,11 +43,7 @@ __all__ = [
     "TokenStore",
     "Transaction",
     "Written",
-    "open_store",
 ]
-
-STORE_URL_SCHEMES = ("redis://", "rediss://", "unix://")
-
 
 @dataclass(frozen=True, slots=True)
 class Record:
@@ -81,6 +75,8 @@ class LoginInProgress:
     def alive(self, now: float) -> bool:
         if now >= self.expires_at:
             return False
+        import socket
+
         if self.host != socket.gethostname():
             return True  # another host: trust the expiry (its lock expires if it died)
         try:
@@ -97,6 +93,8 @@ class LoginInProgress:
 
     @classmethod
     def here(cls, expires_at: float) -> LoginInProgress:
+        import socket
+
         return cls(pid=os.getpid(), host=socket.gethostname(), expires_at=expires_at)
 
     def to_json(self) -> dict[str, Any]:
@@ -148,20 +146,3 @@ class TokenStore(Protocol):
     def records(self) -> Iterator[Record]: ...
 
     def forget(self, identity: Identity) -> Token | None: ...
-
-
-def open_store(cache: str | os.PathLike[str] | TokenStore | None, *, lock_timeout: float | None = None) -> TokenStore:
-    """A path (or None: the default file), a store URL (``redis://``, ``rediss://``, ``unix://``) or a store."""
-    if isinstance(cache, TokenStore) and not isinstance(cache, str | os.PathLike):
-        return cache
-    if cache is None:
-        cache = os.environ.get("DEVICEAUTH_CACHE") or None
-    if isinstance(cache, str) and cache.startswith(STORE_URL_SCHEMES):
-        from ._redisstore import RedisStore
-
-        return RedisStore.from_url(cache, lock_timeout=lock_timeout)
-    if cache is not None and not isinstance(cache, str | os.PathLike):
-        raise TypeError(f"cache must be a path, a store URL or a TokenStore, not {type(cache).__name__}")
-    from ._filestore import FileStore
-
-    return FileStore(Path(cache) if cache is not None else None, lock_timeout=lock_timeout)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 from collections.abc import Mapping
@@ -31,6 +30,8 @@ MAX_TOKEN_LENGTH = 64 * 1024
 
 def fingerprint(secret: str) -> str:
     """A short, stable, non-reversible name for a token, safe to log."""
+    import hashlib  # loaded once, on the first log line or redaction that needs it
+
     return hashlib.sha256(secret.encode()).hexdigest()[:10]
 
 
@@ -119,7 +120,9 @@ class Token:
     def can_refresh(self, now: float) -> bool:
         if not self.refresh_token:
             return False
-        return self.refresh_expires_at is None or now < self.refresh_expires_at
+        # Whole-second expiry times again: Keycloak's session can end up to a second before
+        # refresh_expires_in says, and a refresh sent then only earns "Session not active".
+        return self.refresh_expires_at is None or now < self.refresh_expires_at - EXPIRY_GRANULARITY
 
     def without_refresh_token(self) -> Token:
         return replace(self, refresh_token=None, refresh_expires_at=None)

@@ -3,7 +3,8 @@
 ``check_outbound`` applies to every request the library makes or authorizes (discovery, device
 authorization, polls, refresh, revocation, and API calls through every adapter): https, or plain
 http only to a loopback host, and only URLs that every parser reads the same way. It is on the
-warm path of every API call, so its answer is cached per URL and it imports no HTTP library.
+warm path of every API call, so a URL whose origin already passed costs a dictionary lookup and
+a character scan, and it imports no HTTP library.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _UNSAFE = re.compile(r"[\x00-\x20\x7f\\]")
 # host[:port] with nothing else: no userinfo (``@``), no percent-escapes, no IDN (ASCII only).
 _AUTHORITY = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::[0-9]{1,5})?")
+# Exact "scheme://authority" prefixes (as spelled) that passed, for the fast path.
+_verified: dict[str, str] = {}
+_MAX_VERIFIED = 256
 
 
 def check_outbound(url: object) -> str:
@@ -31,18 +35,23 @@ def check_outbound(url: object) -> str:
     Allowed: https to any host; http only to a loopback host (local development servers).
     Refused: any other scheme, userinfo, whitespace, control characters, backslashes, non-ASCII
     hosts, and any URL that ``urllib.parse`` and urllib3 (which requests uses) read differently.
-    Answers are cached per URL: an API call to a URL seen before pays one dictionary lookup.
     """
+    # The per-request cost of every API call: a URL whose exact ``scheme://authority`` prefix
+    # already passed needs only a scan of its characters.
     if type(url) is str:
-        return _check_cached(url)
+        cut = url.find("/", 8)
+        if cut > 0:
+            origin = _verified.get(url[:cut])
+            if origin is not None and url.isprintable() and " " not in url and "\\" not in url:
+                return origin
     return _check(url)
 
 
 def _check(url: object) -> str:
     if not isinstance(url, str) or _UNSAFE.search(url):
         raise InsecureTransport(
-            f"refusing to send a request to {safe_origin(url)}: the URL contains whitespace, control characters or a "
-            "backslash"
+            f"refusing to send a request to {safe_origin(url)}: the URL contains whitespace, control characters or "
+            "a backslash"
         )
     scheme, sep, rest = url.partition("://")
     if not sep:
@@ -52,10 +61,12 @@ def _check(url: object) -> str:
         found = rest.find(delimiter, 0, end)
         if found >= 0:
             end = found
-    return _checked_origin(scheme.lower(), rest[:end])
-
-
-_check_cached = functools.lru_cache(maxsize=1024)(_check)
+    origin = _checked_origin(scheme.lower(), rest[:end])
+    if rest[end : end + 1] == "/":
+        if len(_verified) >= _MAX_VERIFIED:
+            _verified.clear()
+        _verified[url[: len(scheme) + 3 + end]] = origin
+    return origin
 
 
 # Kept for the adapters that call it by this name.
@@ -84,8 +95,9 @@ def _checked_origin(scheme: str, authority: str) -> str:
         )
     if not authority.isascii() or not _AUTHORITY.fullmatch(authority):
         raise InsecureTransport(
-            f"refusing to send a request to {scheme}://{redact(authority, limit=80)}: the host part must be a plain "
-            "host name or address with an optional port (no user:password@, no escapes)"
+            # The part before "@" may be a password: never shown.
+            f"refusing to send a request to {scheme}://{redact(authority.rpartition('@')[2], limit=80)}: the host "
+            "part must be a plain host name or address with an optional port (no user:password@, no escapes)"
         )
     host, port = _agreed_host_port(scheme, authority)
     if scheme == "http" and not _is_loopback(host):

@@ -13,8 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 from ._filestore import FileStore
+from ._location import open_store
 from ._settings import Identity
-from ._store import LoginInProgress, Record, StaleWrite, TokenStore, Transaction, Written, open_store
+from ._store import LoginInProgress, Record, StaleWrite, TokenStore, Transaction, Written
 
 __all__ = [
     "FileStore",

@@ -25,6 +25,7 @@ import requests
 from deviceauth import DeviceAuth, InsecureTransport
 from deviceauth._oauth import OAuthClient
 from oidc_server import OidcServer
+from store_helpers import rewrite_token
 
 if TYPE_CHECKING:  # conftest is a fixture module: importing it at run time is ambiguous
     from conftest import Approver
@@ -126,17 +127,11 @@ def _assert_one_login_one_refresh_per_expiry(
 
 def _corrupt_cached_access_token(cache_file: Path) -> None:
     """Fresh by the clock, rejected by the API (as after a server-side revocation)."""
-    data = json.loads(cache_file.read_text())
-    (entry,) = data["identities"].values()
-    entry["token"]["access_token"] = "revoked-or-garbage"
-    cache_file.write_text(json.dumps(data))
+    rewrite_token(cache_file, access_token="revoked-or-garbage")
 
 
 def _expire_cached_access_token(cache_file: Path) -> None:
-    data = json.loads(cache_file.read_text())
-    (entry,) = data["identities"].values()
-    entry["token"]["expires_at"] = time.time() - 1
-    cache_file.write_text(json.dumps(data))
+    rewrite_token(cache_file, expires_at=time.time() - 1)
 
 
 def _rejecting_auth(make_auth: Callable[..., DeviceAuth], server: OidcServer, cache_file: Path) -> DeviceAuth:
@@ -459,7 +454,9 @@ def test_200_tasks_across_an_expiry_refresh_once_then_a_second_event_loop_works(
     assert len(first) == 1
 
     second = asyncio.run(burst(5))  # a new event loop: no loop-bound state was kept
-    assert second == first
+    # The same token, or (on a loaded machine, if the first burst outlived it) one more refresh.
+    assert len(second) == 1
+    assert second == first or server.stats()["token"] == {REFRESH_GRANT: 2}
     assert server.stats()["api"]["ok"] == 205
     assert len(approver.codes) == 1
     print(f"\n200 concurrent tasks across an expiry: {burst_seconds:.2f} s")

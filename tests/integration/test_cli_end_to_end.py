@@ -17,6 +17,7 @@ from browser_approve import approve_in_browser, chromium_available
 
 from deviceauth import DeviceAuth, DeviceCode
 from oidc_server import OidcServer
+from store_helpers import stored_identities
 
 CODE_LINE = re.compile(r"enter the code (\S+)")
 
@@ -81,7 +82,7 @@ def test_login_status_token_logout(server: OidcServer, cache_file: Path) -> None
     logout = _cli("logout", *_identity_args(server, cache_file))
     assert logout.returncode == 0
     assert server.stats()["revocation"] == 2
-    assert json.loads(cache_file.read_text())["identities"] == {}
+    assert stored_identities(cache_file) == 0
     assert not any(secret in logout.stdout + logout.stderr for secret in secrets)
 
 

@@ -22,6 +22,7 @@ from deviceauth import (
     LoginRequired,
 )
 from oidc_server import ACCESS_TTL, Approver, OidcServer
+from store_helpers import only_token, rewrite_token, stored_identities
 
 REFRESH_GRANT = "refresh_token"
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -129,10 +130,7 @@ def test_401_from_api_refreshes_once_and_retries_once(
     server: OidcServer, make_auth: Callable[..., DeviceAuth], cache_file: Path
 ) -> None:
     make_auth().get_token()
-    data = json.loads(cache_file.read_text())
-    (entry,) = data["identities"].values()
-    entry["token"]["access_token"] = "revoked-or-garbage"  # fresh by the clock, rejected by the API
-    cache_file.write_text(json.dumps(data))
+    rewrite_token(cache_file, access_token="revoked-or-garbage")  # fresh by the clock, rejected by the API
     server.reset_stats()
 
     auth = make_auth(leeway=0.1)
@@ -152,11 +150,11 @@ def test_server_session_end_clears_entry_and_asks_for_login(
     make_auth().get_token()
     server.revoke_all()  # the realm session ended (or an admin logged the user out)
     waiting = make_auth(interactive=False, leeway=0.1)
-    _sleep_until(json.loads(cache_file.read_text())["identities"].popitem()[1]["token"]["expires_at"])
+    _sleep_until(only_token(cache_file).expires_at)
     with pytest.raises(LoginRequired):
         waiting.get_token()
     assert server.stats()["token_errors"].get("invalid_grant") == 1
-    assert json.loads(cache_file.read_text())["identities"] == {}  # cleared: the next caller logs in
+    assert stored_identities(cache_file) == 0  # cleared: the next caller logs in
 
 
 def test_expired_session_logs_in_again_when_interactive(
@@ -164,10 +162,7 @@ def test_expired_session_logs_in_again_when_interactive(
 ) -> None:
     make_auth().get_token()
     server.revoke_all()
-    data = json.loads(cache_file.read_text())
-    (entry,) = data["identities"].values()
-    entry["token"]["expires_at"] = time.time() - 1
-    cache_file.write_text(json.dumps(data))
+    rewrite_token(cache_file, expires_at=time.time() - 1)
     requests.get(server.api_url(), auth=make_auth(leeway=0.2), timeout=10).raise_for_status()
     assert len(approver.codes) == 2
     assert server.stats()["device_authorization"] == 2
@@ -177,7 +172,7 @@ def test_denied_login(server: OidcServer, cache_file: Path, make_auth: Callable[
     auth = make_auth(prompt=lambda code: server.deny(code.user_code))
     with pytest.raises(AccessDenied):
         auth.get_token()
-    assert not cache_file.exists() or json.loads(cache_file.read_text())["identities"] == {}
+    assert stored_identities(cache_file) == 0
 
 
 def test_device_code_expires(cache_file: Path) -> None:
@@ -229,6 +224,6 @@ def test_logout_revokes_at_server(server: OidcServer, make_auth: Callable[..., D
     assert result
     assert result.revoked
     assert server.stats()["revocation"] == 2  # refresh token and access token
-    assert json.loads(cache_file.read_text())["identities"] == {}
+    assert stored_identities(cache_file) == 0
     rejected = requests.get(server.api_url(), headers={"Authorization": f"Bearer {token}"}, timeout=10)
     assert rejected.status_code == 401

@@ -9,7 +9,7 @@ import pytest
 import requests
 import responses
 
-from deviceauth import DiscoveryError, ServerError
+from deviceauth import DiscoveryError, InsecureTransport, ServerError
 from deviceauth._discovery import discover, well_known_urls
 from deviceauth._oauth import OAuthClient
 
@@ -144,3 +144,83 @@ def test_keycloak_realm_url_as_issuer(
     found = discover(get, issuer)
     assert found["device_authorization_endpoint"] == f"{issuer}/protocol/openid-connect/auth/device"
     assert len(mocked.calls) == 1
+
+
+# -- typed failures, with ``transient`` set consistently ---------------------------------------------
+
+
+def test_5xx_everywhere_is_a_transient_discovery_error(
+    mocked: responses.RequestsMock, get: Callable[[str], requests.Response]
+) -> None:
+    for url in (OIDC, INSERTED, APPENDED):
+        mocked.add(responses.GET, url, status=503)
+    with pytest.raises(DiscoveryError) as caught:
+        discover(get, TENANT)
+    assert caught.value.transient
+
+
+@pytest.mark.parametrize("body", ["<html>", "[1]", "[" * 100_000 + "]" * 100_000])
+def test_4xx_and_bad_json_are_not_transient(
+    mocked: responses.RequestsMock, get: Callable[[str], requests.Response], body: str
+) -> None:
+    mocked.add(responses.GET, OIDC, status=404)
+    mocked.add(responses.GET, INSERTED, status=403)
+    mocked.add(responses.GET, APPENDED, body=body)
+    with pytest.raises(DiscoveryError) as caught:
+        discover(get, TENANT)
+    assert not caught.value.transient
+
+
+def test_network_errors_are_transient(mocked: responses.RequestsMock, get: Callable[[str], requests.Response]) -> None:
+    mocked.add(responses.GET, OIDC, body=requests.ConnectionError("reset"))
+    with pytest.raises(ServerError) as caught:
+        discover(get, TENANT)
+    assert caught.value.transient
+
+
+def test_a_certificate_failure_is_not_transient(
+    mocked: responses.RequestsMock, get: Callable[[str], requests.Response]
+) -> None:
+    mocked.add(responses.GET, OIDC, body=requests.exceptions.SSLError("certificate verify failed"))
+    with pytest.raises(ServerError, match="TLS") as caught:
+        discover(get, TENANT)
+    assert not caught.value.transient
+
+
+def test_a_redirect_is_refused_not_followed(
+    mocked: responses.RequestsMock, get: Callable[[str], requests.Response]
+) -> None:
+    mocked.add(responses.GET, OIDC, status=302, headers={"Location": "https://elsewhere.example/meta?secret=1"})
+    with pytest.raises(ServerError, match=r"https://elsewhere\.example") as caught:
+        discover(get, TENANT)
+    assert "secret=1" not in str(caught.value)
+    assert len(mocked.calls) == 1
+
+
+@pytest.mark.parametrize("issuer", ["http://as.example.org/tenant1", "javascript:alert(1)", "file:///etc/passwd"])
+def test_an_issuer_we_may_not_contact_is_refused_before_any_request(
+    mocked: responses.RequestsMock, get: Callable[[str], requests.Response], issuer: str
+) -> None:
+    with pytest.raises(InsecureTransport):
+        discover(get, issuer)
+    assert len(mocked.calls) == 0
+
+
+def test_an_issuer_text_from_the_server_is_sanitized(
+    mocked: responses.RequestsMock, get: Callable[[str], requests.Response]
+) -> None:
+    mocked.add(responses.GET, OIDC, json=meta(issuer="https://evil.example/\x1b[2J\r\nfake line" + "x" * 1000))
+    with pytest.raises(DiscoveryError) as caught:
+        discover(get, TENANT)
+    message = str(caught.value)
+    assert "\x1b" not in message and "\n" not in message and len(message) < 600
+
+
+@pytest.mark.parametrize("name", ["token_endpoint", "device_authorization_endpoint", "revocation_endpoint"])
+def test_an_unusable_endpoint_makes_the_metadata_unusable(
+    mocked: responses.RequestsMock, get: Callable[[str], requests.Response], name: str
+) -> None:
+    mocked.add(responses.GET, OIDC, json=meta(**{name: "javascript:alert(1)"}))
+    with pytest.raises(DiscoveryError, match=name) as caught:
+        discover(get, TENANT)
+    assert not caught.value.transient

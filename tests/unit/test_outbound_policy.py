@@ -89,6 +89,15 @@ def test_refused(url: str) -> None:
     assert "\r" not in str(caught.value) and "\x00" not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "url", ["https://user:hunter2@example.org/", "http://user:hunter2@127.0.0.1/", "https://a:hunter2@"]
+)
+def test_userinfo_is_never_shown(url: str) -> None:
+    with pytest.raises(InsecureTransport) as caught:
+        check_outbound(url)
+    assert "hunter2" not in str(caught.value)
+
+
 @pytest.mark.parametrize("value", [None, 42, b"https://example.org/", ["https://example.org/"]])
 def test_non_strings_are_refused(value: Any) -> None:
     with pytest.raises(InsecureTransport):
@@ -255,3 +264,10 @@ def test_the_refresh_token_never_reaches_a_plain_http_issuer(capture: HostileSer
     with pytest.raises((DeviceAuthError, ValueError)):
         DeviceAuth(issuer, CLIENT_ID, cache=cache_path, interactive=True, prompt=lambda code: None).get_token()
     nothing_sent(capture)
+
+
+@pytest.mark.parametrize("tail", ["/a b", "/a\tb", "/a\\b", "/a\r\nX: 1", "/\x00", "/\x7f"])
+def test_a_known_origin_does_not_excuse_the_rest_of_the_url(tail: str) -> None:
+    assert check_outbound("https://api.example.org/ok") == "https://api.example.org:443"  # now a known prefix
+    with pytest.raises(InsecureTransport):
+        check_outbound("https://api.example.org" + tail)
