@@ -22,8 +22,9 @@ from redis_workers import IDENTITY, token
 
 import redis
 from deviceauth._exceptions import CacheError, DeviceAuthError, LockTimeout
+from deviceauth._location import open_store
 from deviceauth._redisstore import RedisStore, _hash
-from deviceauth._store import StaleWrite, Written, open_store
+from deviceauth._store import StaleWrite, Written
 
 SPAWN = multiprocessing.get_context("spawn")
 JOIN = 30.0
