@@ -241,7 +241,7 @@ class RedisStore:
         self.prefix = str(options.get("prefix", DEFAULT_PREFIX))
         self.lock_timeout = _seconds("lock_timeout", options.get("lock_timeout", DEFAULT_LOCK_TIMEOUT), 0.0)
         self.lock_ttl = _seconds("lock_ttl", options.get("lock_ttl", DEFAULT_LOCK_TTL), 0.05)
-        self.socket_timeout = _seconds("socket_timeout", options.get("socket_timeout", DEFAULT_SOCKET_TIMEOUT), 0.0)
+        self.socket_timeout = _seconds("socket_timeout", options.get("socket_timeout", DEFAULT_SOCKET_TIMEOUT), 0.05)
         for name in ("username", "password", "db", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
             if name in options:
                 connect[name] = options[name]
@@ -395,7 +395,8 @@ class RedisStore:
             for _ in range(100):  # bounded: a huge keyspace is scanned only so far
                 cursor, found = self._client.scan(cursor, match=f"{self.prefix}login:*", count=500)
                 for key in found:
-                    login = _marker(self._client.get(key))
+                    reply = self._scripts["read"](keys=[key], args=["", 4096])  # strings only, capped
+                    login = _marker(reply[0] if isinstance(reply, list) and reply else None)
                     if login is not None and login.alive(now):
                         return login
                 if not cursor:
