@@ -254,3 +254,37 @@ def test_a_login_paused_past_its_lock_cannot_overwrite_the_newer_session(
     assert stored is not None
     assert _sha256(stored.access_token) == _sha256(newer.get_token()) != result.read_text()
     assert server.stats()["device_authorization"] == 2
+
+
+def test_redis_restarted_empty_under_4_processes(
+    server: OidcServer, redis_srv: redis_server.RedisServer, redis_url: str, tmp_path: Path, marks: Path
+) -> None:
+    url = redis_url + "?socket_timeout=2&lock_ttl=2"
+    first = _auth(server, url, interactive=True, prompt=Approver(server)).get_token()
+    prompt = redis_workers.Approve(server.base_url, str(marks))
+    auth = _auth(server, url, interactive=True, prompt=prompt)
+    stop = tmp_path / "stop"
+    with SPAWN.Pool(4, initializer=redis_workers.own_home, initargs=(str(tmp_path / "homes"),)) as pool:
+        pool.map(redis_workers.ready, range(4))
+        server.reset_stats()
+        args = (auth, server.api_url(), time.time() + 60, 0.05, 5000, str(stop))
+        running = pool.starmap_async(redis_workers.call_api_until, [args] * 4)
+        time.sleep(ACCESS_TTL / 2)
+        redis_srv.stop()  # down for longer than a token stays fresh: due processes get typed errors
+        time.sleep(ACCESS_TTL)
+        redis_srv.start()  # back, empty
+        deadline = time.monotonic() + 30
+        while server.stats()["token"].get("refresh_token", 0) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)  # a login after the restart, then refreshes again
+        time.sleep(ACCESS_TTL / 2)
+        stop.touch()
+        results = running.get(JOIN)
+    total = _merge(results)
+    stats = server.stats()
+    assert total["errors"], "Redis was down while tokens fell due: some calls must have failed"
+    assert all(error.startswith("CacheError: ") for error in total["errors"]), total["errors"][:5]
+    assert not any(redis_srv.password in error for error in total["errors"])
+    assert stats["device_authorization"] == 1 and len(list(marks.iterdir())) == 1  # one clean re-login
+    assert stats["token_errors"].get("invalid_grant", 0) == 0
+    assert stats["token"].get("refresh_token", 0) >= 2
+    assert len(total["tokens"] - {_sha256(first)}) >= 3  # the re-login's token and refreshed ones reached the API
