@@ -41,13 +41,20 @@ def _free_port() -> int:
 class RedisServer:
     """One running redis-server; ``url(db)`` names it as the ACL user, ``stop()``/``start()`` restart it."""
 
-    def __init__(self, *, bind: tuple[str, ...] = ("127.0.0.1",), tls: tuple[Path, Path, Path] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        bind: tuple[str, ...] = ("127.0.0.1",),
+        tls: tuple[Path, Path, Path] | None = None,
+        replica_of: RedisServer | None = None,
+    ) -> None:
         self.bind = bind
+        self.replica_of = replica_of  # a read-only replica of that server (same users and passwords)
         self.tls = tls  # (certificate, key, CA): also serve TLS on tls_port
         self.tls_port = _free_port() if tls is not None else 0
         self.directory = Path(tempfile.mkdtemp(prefix="deviceauth-redis-"))
-        self.password = secrets.token_urlsafe(16)
-        self.admin_password = secrets.token_urlsafe(16)
+        self.password = replica_of.password if replica_of else secrets.token_urlsafe(16)
+        self.admin_password = replica_of.admin_password if replica_of else secrets.token_urlsafe(16)
         self.port = _free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -82,6 +89,9 @@ class RedisServer:
             "--unixsocketperm", "700",
             "--logfile", str(self.directory / "redis.log"),
         ]  # fmt: skip
+        if self.replica_of is not None:
+            args += ["--replicaof", "127.0.0.1", str(self.replica_of.port), "--masteruser", "default",
+                     "--masterauth", self.admin_password, "--replica-read-only", "yes"]  # fmt: skip
         if self.tls is not None:
             cert, key, ca = self.tls
             args += ["--tls-port", str(self.tls_port), "--tls-cert-file", str(cert), "--tls-key-file", str(key),

@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import pickle
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -377,3 +378,21 @@ def test_redis_stopped_then_restarted_empty(redis_srv: redis_server.RedisServer)
     assert store.read(IDENTITY) is None
     _put(store, token("two"), replacing=None)
     assert store.read(IDENTITY).access_token == "access-two"  # type: ignore[union-attr]
+
+
+def test_a_read_only_replica_is_a_typed_error_on_write(redis_srv: redis_server.RedisServer) -> None:
+    with redis_server.RedisServer(replica_of=redis_srv) as replica:
+        store = RedisStore(replica.url())
+        assert store.read(IDENTITY) is None  # reads work on a replica
+        with pytest.raises(CacheError, match="read-only replica"):
+            _put(store, token("one"), replacing=None)
+
+
+def test_a_server_that_never_answers_is_a_bounded_typed_error() -> None:
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog), never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        store = RedisStore(f"redis://deviceauth:hunter2@127.0.0.1:{silent.getsockname()[1]}/0", socket_timeout=0.5)
+        with pytest.raises(CacheError, match=r"did not answer within 0.5 s") as caught:
+            store.read(IDENTITY)
+    assert "hunter2" not in str(caught.value)
