@@ -288,3 +288,30 @@ def test_redis_restarted_empty_under_4_processes(
     assert stats["token_errors"].get("invalid_grant", 0) == 0
     assert stats["token"].get("refresh_token", 0) >= 2
     assert len(total["tokens"] - {_sha256(first)}) >= 3  # the re-login's token and refreshed ones reached the API
+
+
+def test_a_write_lost_to_redis_keeps_the_rotated_session(
+    server: OidcServer, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deviceauth._redisstore import RedisStore, _RedisTransaction
+
+    auth = _auth(server, redis_url, interactive=True, prompt=Approver(server))
+    first = auth.get_token()
+    real_put = _RedisTransaction.put
+    failures = iter([True])
+
+    def flaky_put(self: _RedisTransaction, *args: Any, **kwargs: Any) -> None:
+        if next(failures, False):
+            raise CacheError("Redis went away mid-write", path="redis://test")
+        real_put(self, *args, **kwargs)
+
+    monkeypatch.setattr(_RedisTransaction, "put", flaky_put)
+    second = auth.renew(first)  # refreshed at the server (rotating the refresh token); the write failed
+    assert second != first
+    stored = RedisStore(redis_url).read(auth._engine._identity)
+    assert stored is not None and stored.access_token == first  # the store missed it ...
+    third = auth.renew(second)  # ... so the next slow path writes it, then refreshes with its refresh token
+    stored = RedisStore(redis_url).read(auth._engine._identity)
+    assert stored is not None and stored.access_token == third
+    assert server.stats()["token_errors"].get("invalid_grant", 0) == 0
+    assert server.stats()["device_authorization"] == 1
