@@ -354,7 +354,7 @@ class RedisStore:
             return None
         try:
             doc = json.loads(value)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return None
         if isinstance(doc, dict) and doc.get("issuer") == issuer and isinstance(doc.get("metadata"), dict):
             metadata: dict[str, Any] = doc["metadata"]
@@ -589,7 +589,7 @@ class RedisStore:
             if identity is not None and found != identity:
                 raise ValueError("another identity")
             token = _checked_token(doc["token"])
-        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError, RecursionError):
+        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError, RecursionError, OverflowError):
             log.warning("ignoring a malformed entry in %s", self.location)
             return None
         return Record(found, token)
@@ -952,7 +952,7 @@ def _marker(raw: Any) -> LoginInProgress | None:
         if not isinstance(data, dict):
             return None
         login = LoginInProgress.from_json(data)
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError, OverflowError):
         return None
     return login if math.isfinite(login.expires_at) else None
 

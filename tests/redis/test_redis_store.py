@@ -294,9 +294,12 @@ def test_hostile_bookkeeping_keys_do_not_break_writes(redis_srv: redis_server.Re
     admin.hset("deviceauth:version", mapping={"a": "b"})
     admin.set(f"deviceauth:login:{H}", json.dumps({"pid": "x", "host": 1, "expires_at": 1e300}))
     admin.hset("deviceauth:login:other", mapping={"a": "b"})
+    admin.set("deviceauth:login:deep", "[" * 4000)
+    admin.set(f"deviceauth:server:{_hash('https://deep.example')}", "[" * 200_000)
     admin.set(f"deviceauth:server:{_hash(IDENTITY.issuer)}", b"\x00" * 10)
     store = RedisStore(redis_srv.url())
     assert store.metadata(IDENTITY.issuer) is None and store.login_in_progress() is None
+    assert store.metadata("https://deep.example") is None
     _put(store, token("one"), replacing=None)
     assert store.version() is not None
     assert store.read(IDENTITY) is not None
