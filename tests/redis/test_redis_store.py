@@ -267,6 +267,7 @@ def test_a_lock_without_expiry_still_times_out(redis_srv: redis_server.RedisServ
                              "token": {"access_token": "a", "expires_at": "soon", "refresh_token": ["x"]}})),
         ("hset", json.dumps([[[[[[[[[[1]]]]]]]]]] * 3)),
         ("hset", b"x" * (300 * 1024)),
+        ("hset", b"[" * 200_000),
     ],
 )  # fmt: skip
 def test_corrupt_entries_read_as_nothing_and_can_be_replaced(
