@@ -24,6 +24,8 @@ life (a dead holder's lock expires silently), so a herd wakes on the holder's wr
 polling. Everything read from Redis is treated as hostile: wrong types, bad JSON and oversized
 values are ignored entries; every Redis failure is a ``CacheError`` naming the store, never the
 password, bounded by socket timeouts.
+
+The scripts themselves are in ``_redisscripts``; what a store URL may say is in ``_redisurl``.
 """
 
 from __future__ import annotations
@@ -41,13 +43,13 @@ import time
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
-from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+import redis
 from redis.backoff import ConstantBackoff
 from redis.retry import Retry
 
-import redis
-
+from . import _redisscripts as scripts
+from . import _redisurl as urls
 from ._exceptions import CacheError, LockTimeout
 from ._settings import Identity
 from ._store import LoginInProgress, Record, StaleWrite, Transaction, Written
@@ -74,110 +76,6 @@ _POLL_FIRST = 0.01
 _POLL_LONGEST = 0.25
 # With a subscription, a waiter still re-checks at least this often (a message can be lost on reconnect).
 _SUBSCRIBED_LONGEST = 1.0
-_URL_OPTIONS = frozenset({"db", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "prefix", "socket_timeout", "lock_ttl"})
-
-# KEYS: lock, login, id, version   ARGV: owner, ttl_ms, size cap, "1" to hand off, the version last seen
-# -> {1} acquired, or {0, pttl, login marker, version, entry, tried}: all a waiter needs, in one round
-# trip. A waiter that may be handed a token does not take a free lock when the version moved since
-# it last looked: it first judges the entry (a herd must not queue, one by one, for a lock none of
-# them needs any more).
-_ACQUIRE = """
-local function text(key)
-  if redis.call('TYPE', key).ok ~= 'string' or redis.call('STRLEN', key) > 4096 then return false end
-  return redis.call('GET', key)
-end
-local version = text(KEYS[4])
-local handoff = ARGV[4] == '1'
-local tried = 0
-if not handoff or (version or '') == ARGV[5] then
-  if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1} end
-  tried = 1
-end
-local entry = false
-if handoff and redis.call('TYPE', KEYS[3]).ok == 'hash'
-   and redis.call('HSTRLEN', KEYS[3], 'data') <= tonumber(ARGV[3]) then
-  entry = redis.call('HGET', KEYS[3], 'data')
-end
-return {0, redis.call('PTTL', KEYS[1]), text(KEYS[2]), version, entry, tried}
-"""
-# KEYS: lock, login   ARGV: owner, ttl_ms, login marker ("" for none), login ttl_ms -> 1 extended, 0 lost
-_EXTEND = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('PEXPIRE', KEYS[2], ARGV[4]) end
-return 1
-"""
-# KEYS: lock   ARGV: owner, channel -> 1 released, 0 it was no longer ours
-_RELEASE = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
-redis.call('PUBLISH', ARGV[2], 'unlock')
-return 1
-"""
-# KEYS: login   ARGV: marker -> 1 removed
-_CLEAR_MARKER = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-_BUMP = """
-local function bump(key)
-  local ok = redis.pcall('INCR', key)
-  if type(ok) == 'table' and ok.err then redis.call('SET', key, '1') end
-end
-local function stored_rt(key)
-  local kind = redis.call('TYPE', key).ok
-  if kind == 'none' then return '' end
-  if kind ~= 'hash' then return '\\0wrongtype' end
-  return redis.call('HGET', key, 'rt') or ''
-end
-"""
-# KEYS: id, version, index, server   ARGV: expected rt, new rt, data, channel, member, server doc ("": keep)
-# -> 1 stored, 0 the stored refresh token is no longer the expected one
-_PUT = (
-    _BUMP
-    + """
-local current = stored_rt(KEYS[1])
-if current ~= ARGV[1] then
-  if not (current == ARGV[2] and redis.call('HGET', KEYS[1], 'data') == ARGV[3]) then return 0 end
-end
-if current == '\\0wrongtype' then redis.call('DEL', KEYS[1]) end
-redis.call('HSET', KEYS[1], 'data', ARGV[3], 'rt', ARGV[2])
-redis.call('SADD', KEYS[3], ARGV[5])
-if ARGV[6] ~= '' then redis.call('SET', KEYS[4], ARGV[6]) end
-bump(KEYS[2])
-redis.call('PUBLISH', ARGV[4], 'put')
-return 1
-"""
-)
-# KEYS: id, version, index   ARGV: expected rt, channel, member -> 1 deleted
-_DELETE = (
-    _BUMP
-    + """
-if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SREM', KEYS[3], ARGV[3]) return 0 end
-if stored_rt(KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
-redis.call('SREM', KEYS[3], ARGV[3])
-bump(KEYS[2])
-redis.call('PUBLISH', ARGV[2], 'delete')
-return 1
-"""
-)
-# KEYS: key   ARGV: hash field ("" for a string key), size cap -> {value, rt} / {false} / {'toobig'}
-_READ = (
-    _BUMP
-    + """
-local kind = redis.call('TYPE', KEYS[1]).ok
-if ARGV[1] == '' then
-  if kind ~= 'string' then return {false} end
-  if redis.call('STRLEN', KEYS[1]) > tonumber(ARGV[2]) then return {'toobig'} end
-  return {redis.call('GET', KEYS[1])}
-end
-if kind == 'none' then return {false, ''} end
-if kind ~= 'hash' then return {false, stored_rt(KEYS[1])} end
-if redis.call('HSTRLEN', KEYS[1], ARGV[1]) > tonumber(ARGV[2]) then return {'toobig', stored_rt(KEYS[1])} end
-return {redis.call('HGET', KEYS[1], ARGV[1]) or false, stored_rt(KEYS[1])}
-"""
-)
 
 
 def _hash(text: str) -> str:
@@ -229,10 +127,10 @@ class RedisStore:
         self._explicit = {name: value for name, value in explicit.items() if value is not None}
         if isinstance(client_or_url, str):
             self._url: str | None = client_or_url
-            connect, url_options = _parse_url(client_or_url)
+            connect, url_options = urls.parse_url(client_or_url)
         elif isinstance(client_or_url, redis.Redis):
             self._url = None
-            connect, url_options = _describe_client(client_or_url), {}
+            connect, url_options = urls.describe_client(client_or_url), {}
         else:
             raise TypeError(
                 f"RedisStore needs a redis:// URL or a redis.Redis client, not {type(client_or_url).__name__}"
@@ -250,7 +148,7 @@ class RedisStore:
         if isinstance(client_or_url, redis.Redis):
             connect.setdefault("password", client_or_url.connection_pool.connection_kwargs.get("password"))
         self._secret = str(connect.get("password") or "")
-        self.location = _location(connect, self.prefix)
+        self.location = urls.location(connect, self.prefix)
         key = options.get("encryption_key") or os.environ.get(ENCRYPTION_KEY_ENV) or None
         self._fernet = _fernet(key, self.location) if key else None
         if isinstance(client_or_url, redis.Redis):
@@ -260,13 +158,13 @@ class RedisStore:
         self._scripts = {
             name: self._client.register_script(text)
             for name, text in (
-                ("acquire", _ACQUIRE),
-                ("extend", _EXTEND),
-                ("release", _RELEASE),
-                ("clear_marker", _CLEAR_MARKER),
-                ("put", _PUT),
-                ("delete", _DELETE),
-                ("read", _READ),
+                ("acquire", scripts.ACQUIRE),
+                ("extend", scripts.EXTEND),
+                ("release", scripts.RELEASE),
+                ("clear_marker", scripts.CLEAR_MARKER),
+                ("put", scripts.PUT),
+                ("delete", scripts.DELETE),
+                ("read", scripts.READ),
             )
         }
 
@@ -287,7 +185,7 @@ class RedisStore:
             **_NO_CLIENT_SETINFO,
         }
         if path is not None:
-            return redis.Redis(unix_socket_path=path, db=connect.get("db", 0), **_credentials(connect), **common)
+            return redis.Redis(unix_socket_path=path, db=connect.get("db", 0), **urls.credentials(connect), **common)
         tls_options: dict[str, Any] = {}
         if tls:
             tls_options = {
@@ -298,7 +196,7 @@ class RedisStore:
             host=connect.get("host", "localhost"),
             port=connect.get("port", 6379),
             db=connect.get("db", 0),
-            **_credentials(connect),
+            **urls.credentials(connect),
             **tls_options,
             **common,
         )
@@ -861,75 +759,6 @@ def _seconds(name: str, value: Any, minimum: float) -> float:
     if not math.isfinite(seconds) or seconds < minimum:
         raise ValueError(f"{name} must be a finite number of seconds >= {minimum:g}")
     return seconds
-
-
-def _parse_url(url: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Connection arguments and store options from a store URL (our parser: we decide what is accepted)."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        raise ValueError("the Redis URL is malformed") from None  # the URL may hold a password: not echoed
-    if parts.scheme not in ("redis", "rediss", "unix"):
-        raise ValueError("a Redis store URL starts with redis://, rediss:// or unix://")
-    query = {name: values[-1] for name, values in parse_qs(parts.query, keep_blank_values=True).items()}
-    unknown = set(query) - _URL_OPTIONS
-    if unknown:
-        raise ValueError(f"unknown Redis URL option(s): {', '.join(sorted(unknown))}")
-    connect: dict[str, Any] = {}
-    if parts.username:
-        connect["username"] = unquote(parts.username)
-    if parts.password:
-        connect["password"] = unquote(parts.password)
-    if parts.scheme == "unix":
-        if not parts.path:
-            raise ValueError("a unix:// Redis URL needs a socket path: unix:///path/to/redis.sock")
-        connect["path"] = unquote(parts.path)
-    else:
-        connect["host"] = parts.hostname or "localhost"
-        connect["port"] = port or 6379
-        connect["tls"] = parts.scheme == "rediss"
-        # The path is the database number, optionally followed by the key prefix: the form
-        # ``location`` uses, so a store's location reopens it (with the password supplied apart).
-        db_path, _, path_prefix = parts.path.lstrip("/").partition("/")
-        if db_path:
-            if not db_path.isdigit():
-                raise ValueError("the path of a Redis URL is the database number, e.g. redis://host:6379/0")
-            connect["db"] = int(db_path)
-        if path_prefix:
-            query.setdefault("prefix", unquote(path_prefix))
-    options: dict[str, Any] = {}
-    for name, value in query.items():
-        if name == "db":
-            if not value.isdigit():
-                raise ValueError("db must be a database number")
-            connect["db"] = int(value)
-        else:
-            options[name] = value
-    return connect, options
-
-
-def _describe_client(client: redis.Redis) -> dict[str, Any]:
-    kwargs = client.connection_pool.connection_kwargs
-    if kwargs.get("path"):
-        return {"path": kwargs["path"], "db": kwargs.get("db", 0)}
-    return {"host": kwargs.get("host", "localhost"), "port": kwargs.get("port", 6379), "db": kwargs.get("db", 0)}
-
-
-def _credentials(connect: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: connect[k] for k in ("username", "password") if connect.get(k)}
-
-
-def _location(connect: Mapping[str, Any], prefix: str) -> str:
-    """The store's name: a URL that reopens it, with the username but never the password."""
-    db = connect.get("db", 0)
-    user = f"{quote(connect['username'], safe='')}@" if connect.get("username") else ""
-    if connect.get("path"):
-        return f"unix://{user}{quote(connect['path'])}?db={db}&prefix={quote(prefix, safe=':')}"
-    scheme = "rediss" if connect.get("tls") else "redis"
-    host = connect.get("host", "localhost")
-    host = f"[{host}]" if ":" in host else host
-    return f"{scheme}://{user}{host}:{connect.get('port', 6379)}/{db}/{quote(prefix, safe=':')}"
 
 
 def _fernet(key: str | bytes, location: str) -> Any:

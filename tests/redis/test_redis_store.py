@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import redis_server
 import redis_workers
 from cryptography.fernet import Fernet
 from redis_workers import IDENTITY, token
 
-import redis
 from deviceauth._exceptions import CacheError, DeviceAuthError, LockTimeout
 from deviceauth._location import open_store
 from deviceauth._redisstore import RedisStore, _hash
