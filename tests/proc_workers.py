@@ -140,5 +140,6 @@ def ready(_: object) -> int:
 
 def force_refresh(auth: DeviceAuth) -> None:
     """What the next process does: start from the cache and refresh (logging in again if the session is gone)."""
-    # A forked child remembers the parent's token: renewing it refreshes, as a new process would.
-    auth.renew(auth.get_token())
+    # A forked child remembers the parent's token. Renewing that one adopts what the store holds
+    # now (as a new process would start); renewing the stored one refreshes it.
+    auth.renew(auth.renew(auth.get_token()))
