@@ -23,7 +23,7 @@ def worker(
 ) -> None:
     """Get ready, wait for the release, then obtain a token once and report when it was held."""
     try:
-        fetch = _deviceauth(issuer, cache) if mode == "deviceauth" else _naive(token_endpoint, refresh_token)
+        fetch = _deviceauth(issuer, cache) if mode in ("deviceauth", "redis") else _naive(token_endpoint, refresh_token)
     except BaseException as exc:  # report instead of dying silently
         ready.put({"pid": os.getpid(), "error": f"setup: {type(exc).__name__}: {exc}"})
         return
@@ -34,6 +34,7 @@ def worker(
         results.put({"pid": os.getpid(), "error": "never released", "token": None, "woke": 0.0, "done": 0.0})
         return
     woke = time.time()
+    cpu = time.process_time()
     token: str | None = None
     error: str | None = None
     try:
@@ -41,7 +42,8 @@ def worker(
     except Exception as exc:
         error = f"{type(exc).__name__}: {getattr(exc, 'error', '') or str(exc)[:120]}"
     done = time.time()
-    results.put({"pid": os.getpid(), "error": error, "token": token, "woke": woke, "done": done})
+    cpu = time.process_time() - cpu
+    results.put({"pid": os.getpid(), "error": error, "token": token, "woke": woke, "done": done, "cpu": cpu})
 
 
 def _deviceauth(issuer: str, cache: str) -> Any:

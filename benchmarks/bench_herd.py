@@ -3,6 +3,8 @@
 Run: .venv/bin/python benchmarks/bench_herd.py [--reps 3] [--n 1 4 16 64]
 
 deviceauth: every process calls DeviceAuth(...).get_token() on a cache whose access token is stale.
+redis: the same over a RedisStore (a private redis-server on 127.0.0.1, started here; skipped without
+/usr/bin/redis-server): processes share nothing but Redis, waiters sleep on its pub/sub channel.
 naive (the baseline, same run): every process refreshes the same refresh token with its own Authlib
 OAuth2Session, as users do without a shared lock. The test server rotates refresh tokens and, like
 Keycloak with reuse detection, revokes the whole grant when a consumed refresh token is used again.
@@ -12,6 +14,8 @@ Reports, never gates.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import hashlib
 import json
 import multiprocessing
@@ -44,6 +48,7 @@ class Round:
     last_done_ms: float = 0.0
     median_done_ms: float = 0.0
     last_woke_ms: float = 0.0
+    cpu_ms: float = 0.0  # CPU time all N processes used between the release and holding a token
     written_ms: float = float("nan")  # deviceauth: when the new token reached the cache file
     other_token_requests: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
@@ -67,6 +72,28 @@ def make_stale(cache: Path, server: Any) -> None:
     os.replace(temp, cache)
 
 
+def make_stale_in_redis(url: str, server: Any) -> None:
+    """Expire the stored access token (keep the refresh token), through the store's own write."""
+    from deviceauth._redisstore import RedisStore
+    from deviceauth._settings import Identity
+
+    store = RedisStore(url)
+    identity = Identity(server.issuer, _common.CLIENT_ID, _common.SCOPE)
+    with store.transaction(identity) as txn:
+        assert txn.token is not None  # type: ignore[union-attr]
+        stale = dataclasses.replace(txn.token, expires_at=time.time() - 1)  # type: ignore[union-attr]
+        txn.put(stale, replacing=stale.refresh_token)  # type: ignore[union-attr]
+
+
+def _redis_written_ms(url: str, server: Any, released: float) -> float:
+    """When the refreshing process got its new token (the stored token's obtained_at), after the release."""
+    from deviceauth._redisstore import RedisStore
+    from deviceauth._settings import Identity
+
+    token = RedisStore(url).read(Identity(server.issuer, _common.CLIENT_ID, _common.SCOPE))
+    return (token.obtained_at - released) * 1000 if token is not None else float("nan")
+
+
 def _usable(server: Any, tokens: list[str | None]) -> int:
     """How many processes ended with a token the API accepts (checked after every process is done)."""
     import requests
@@ -80,8 +107,8 @@ def _usable(server: Any, tokens: list[str | None]) -> int:
     return sum(1 for t in tokens if t and verdict[t])
 
 
-def run_round(ctx: Any, mode: str, n: int, server: Any, cache: Path, token_endpoint: str) -> Round:
-    refresh_token = _read_entry(cache, server).get("refresh_token", "") if mode == "naive" else ""
+def run_round(ctx: Any, mode: str, n: int, server: Any, cache: Path | str, token_endpoint: str) -> Round:
+    refresh_token = _read_entry(Path(cache), server).get("refresh_token", "") if mode == "naive" else ""
     ready, results = ctx.Queue(), ctx.Queue()
     go, release = ctx.Pipe(duplex=False)
     args = (mode, server.issuer, str(cache), token_endpoint, refresh_token, ready, go, results)
@@ -115,7 +142,9 @@ def run_round(ctx: Any, mode: str, n: int, server: Any, cache: Path, token_endpo
                 p.join(JOIN_TIMEOUT)
     stats = server.stats()
     if mode == "deviceauth":
-        result.written_ms = (cache.stat().st_mtime - released) * 1000
+        result.written_ms = (Path(cache).stat().st_mtime - released) * 1000
+    elif mode == "redis":
+        result.written_ms = _redis_written_ms(str(cache), server, released)
     tokens = [r["token"] for r in reports]
     done_ms = [(r["done"] - released) * 1000 for r in reports]
     result.refreshes = stats.get("token", {}).get("refresh_token", 0)
@@ -130,6 +159,7 @@ def run_round(ctx: Any, mode: str, n: int, server: Any, cache: Path, token_endpo
     result.last_done_ms = max(done_ms)
     result.median_done_ms = _common.median(done_ms)
     result.last_woke_ms = max((r["woke"] - released) * 1000 for r in reports)
+    result.cpu_ms = sum(r.get("cpu", 0.0) for r in reports) * 1000
     return result
 
 
@@ -200,6 +230,8 @@ def main() -> int:
             "error=invalid_grant) between the release and the end of the round",
             "last-woke: when the last process started running after the release; cache written: mtime of "
             ".tokens.json after the round (the refreshing process's atomic write), relative to the release",
+            "cpu: process_time() the N processes spent between the release and holding the token, summed "
+            "(waiters that poll burn it; waiters that sleep on a socket do not)",
             "usable: processes whose final access token the test API (/api/me) accepts, checked after all "
             "are done",
             "server: oidc-provider, Keycloak-shaped routes, refresh token rotation with reuse detection "
@@ -207,12 +239,21 @@ def main() -> int:
         ],
     )  # fmt: skip
     started = time.monotonic()
+    sys.path.insert(0, str(_common.TESTS / "redis"))
+    import redis_server
+
     with (
         tempfile.TemporaryDirectory(prefix="bench-herd-") as tmp,
         OidcServer(mode="keycloak", access_ttl=600, refresh_ttl=3600) as server,
+        redis_server.RedisServer() if redis_server.available() else contextlib.nullcontext() as redis_srv,
     ):
         cache = Path(tmp) / "cache" / ".tokens.json"
         auth = _common.make_auth(server, cache)
+        redis_url = redis_srv.url() if redis_srv is not None else None
+        if redis_url is not None:
+            _common.make_auth(server, redis_url).login()  # a session of its own, in Redis only
+        else:
+            print("redis       /usr/bin/redis-server is missing: no Redis column", file=sys.stderr)
         token_endpoint = f"{server.issuer}/protocol/openid-connect/token"
 
         t0 = time.perf_counter()
@@ -235,6 +276,11 @@ def main() -> int:
             for n in args.n:
                 make_stale(cache, server)
                 da = run_round(ctx, "deviceauth", n, server, cache, token_endpoint)
+                if redis_url is not None:
+                    make_stale_in_redis(redis_url, server)
+                    rounds.setdefault(("redis", n), []).append(
+                        run_round(ctx, "redis", n, server, redis_url, token_endpoint)
+                    )
                 naive = run_round(ctx, "naive", n, server, cache, token_endpoint)
                 auth.login()  # reuse detection has probably revoked the grant: start the next round clean
                 rounds.setdefault(("deviceauth", n), []).append(da)
@@ -248,6 +294,8 @@ def main() -> int:
                 )
 
     def col(mode: str, n: int, attr: str, digits: int = 0) -> str:
+        if (mode, n) not in rounds:
+            return "-"
         return _fmt([float(getattr(r, attr)) for r in rounds[(mode, n)]], digits)
 
     print("## Herd: N processes, one stale token")
@@ -259,6 +307,10 @@ def main() -> int:
             "deviceauth invalid_grant",
             "deviceauth failures",
             "deviceauth last-done ms",
+            "redis refreshes",
+            "redis invalid_grant",
+            "redis failures",
+            "redis last-done ms",
             "naive refreshes",
             "naive invalid_grant",
             "naive usable",
@@ -271,6 +323,10 @@ def main() -> int:
                 col("deviceauth", n, "invalid_grant"),
                 col("deviceauth", n, "failures"),
                 col("deviceauth", n, "last_done_ms"),
+                col("redis", n, "refreshes"),
+                col("redis", n, "invalid_grant"),
+                col("redis", n, "failures"),
+                col("redis", n, "last_done_ms"),
                 col("naive", n, "refreshes"),
                 col("naive", n, "invalid_grant"),
                 f"{col('naive', n, 'usable')} of {n}",
@@ -290,6 +346,12 @@ def main() -> int:
             "deviceauth cache written ms",
             "deviceauth usable",
             "deviceauth distinct tokens",
+            "deviceauth cpu ms (all N)",
+            "redis median-done ms",
+            "redis last-woke ms",
+            "redis token obtained ms",
+            "redis usable",
+            "redis cpu ms (all N)",
             "naive failures",
             "naive median-done ms",
             "naive distinct tokens",
@@ -303,11 +365,24 @@ def main() -> int:
                 col("deviceauth", n, "written_ms"),
                 f"{col('deviceauth', n, 'usable')} of {n}",
                 col("deviceauth", n, "distinct_tokens"),
+                col("deviceauth", n, "cpu_ms"),
+                col("redis", n, "median_done_ms"),
+                col("redis", n, "last_woke_ms"),
+                col("redis", n, "written_ms"),
+                f"{col('redis', n, 'usable')} of {n}",
+                col("redis", n, "cpu_ms"),
                 col("naive", n, "failures"),
                 col("naive", n, "median_done_ms"),
                 col("naive", n, "distinct_tokens"),
                 "; ".join(
-                    sorted({f"{k}={v}" for r in rounds[("deviceauth", n)] for k, v in r.other_token_requests.items()})
+                    sorted(
+                        {
+                            f"{k}={v}"
+                            for mode in ("deviceauth", "redis")
+                            for r in rounds.get((mode, n), [])
+                            for k, v in r.other_token_requests.items()
+                        }
+                    )
                 )
                 or "none",
             ]
