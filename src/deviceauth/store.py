@@ -10,18 +10,22 @@ as ``DeviceAuth(cache=...)``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._filestore import FileStore
 from ._location import open_store
 from ._settings import Identity
 from ._store import LoginInProgress, Record, StaleWrite, TokenStore, Transaction, Written
 
+if TYPE_CHECKING:
+    from ._redisstore import RedisStore
+
 __all__ = [
     "FileStore",
     "Identity",
     "LoginInProgress",
     "Record",
+    "RedisStore",
     "StaleWrite",
     "TokenStore",
     "Transaction",
