@@ -103,17 +103,28 @@ class TokenEngine:
         with state.lock:
             if self._usable(state.token, rejected) and self._clock() < state.due:
                 return state.token.access_token
-            since = self.store.version()
-            if state.unsaved is None:
-                stored = self.store.read(self._identity)
-                if self._usable(stored, rejected):
-                    return self._adopt(stored, "the store")
-            with self.store.transaction(
-                self._identity, since=since, usable=lambda token: self._usable(token, rejected), on_wait=_tell_waiting
-            ) as txn:
-                if isinstance(txn, Written):
-                    return self._adopt(txn.token, "the store")
-                return self._decide(txn, interaction, rejected)
+            try:
+                return self._through_the_store(interaction, rejected)
+            except CacheError as exc:
+                # The store is down (Redis restarting, a disk gone read-only): a token still
+                # valid in memory keeps the calls going; the store is tried again shortly.
+                current = state.token
+                if current is None or current.access_token == rejected or self._clock() >= current.expires_at:
+                    raise
+                return self._serve_meanwhile(current, exc)
+
+    def _through_the_store(self, interaction: Interaction, rejected: str | None) -> str:
+        since = self.store.version()
+        if self._state.unsaved is None:
+            stored = self.store.read(self._identity)
+            if self._usable(stored, rejected):
+                return self._adopt(stored, "the store")
+        with self.store.transaction(
+            self._identity, since=since, usable=lambda token: self._usable(token, rejected), on_wait=_tell_waiting
+        ) as txn:
+            if isinstance(txn, Written):
+                return self._adopt(txn.token, "the store")
+            return self._decide(txn, interaction, rejected)
 
     def _decide(self, txn: Transaction, interaction: Interaction, rejected: str | None) -> str:
         """Under the store's lock: the newest token we know, or a refreshed one, or a login."""
@@ -164,11 +175,11 @@ class TokenEngine:
         log.info("refreshed the access token for %s", self.settings.key)
         return token
 
-    def _serve_meanwhile(self, current: Token, exc: ServerError) -> str:
-        """A transient refresh failure while the access token still works: use it, retry later."""
+    def _serve_meanwhile(self, current: Token, exc: ServerError | CacheError) -> str:
+        """A transient failure while the access token still works: use it, and retry later."""
         retry_at = min(self._clock() + self._retry_after, current.expires_at)
         log.warning(
-            "refreshing failed (%s); using the current access token, valid %.0f s more, and retrying in %.0f s",
+            "getting a new token failed (%s); using the current access token, valid %.0f s more, and retrying in %.0f s",
             exc,
             current.expires_at - self._clock(),
             retry_at - self._clock(),

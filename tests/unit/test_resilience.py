@@ -161,3 +161,26 @@ def test_a_device_code_the_server_says_lives_for_ever_is_cut_to_max_code_life(
         auth.get_token()
     assert clock() - started <= 300
     assert 50 <= len(server.token_requests) <= 61  # every 5 s for 300 s, never faster
+
+
+def test_a_store_that_fails_while_the_token_in_memory_is_valid_serves_it_meanwhile(
+    server: FakeAuthServer, clock: FakeClock, cache_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deviceauth import CacheError
+    from deviceauth.store import FileStore
+
+    current = make_token(clock(), lifetime=300)
+    write_cache(cache_path, {ME: current}, server_metadata=metadata())
+    engine = make_engine(cache_path, clock)
+    assert engine.access_token(NON_INTERACTIVE) == current.access_token
+    clock.advance(280)  # due (leeway), valid for 20 s more
+
+    def down(*args: object, **kwargs: object) -> None:
+        raise CacheError("the store is down", path=str(cache_path))
+
+    monkeypatch.setattr(FileStore, "read", down)
+    assert engine.access_token(NON_INTERACTIVE) == current.access_token
+    clock.advance(25)  # now expired, the store still down: the error reaches the caller
+    with pytest.raises(CacheError):
+        engine.access_token(NON_INTERACTIVE)
+    assert server.token_requests == []
