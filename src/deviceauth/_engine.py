@@ -179,7 +179,7 @@ class TokenEngine:
         """A transient failure while the access token still works: use it, and retry later."""
         retry_at = min(self._clock() + self._retry_after, current.expires_at)
         log.warning(
-            "getting a new token failed (%s); using the current access token, valid %.0f s more, and retrying in %.0f s",
+            "getting a new token failed (%s); using the current access token, valid %.0f s more; retrying in %.0f s",
             exc,
             current.expires_at - self._clock(),
             retry_at - self._clock(),
