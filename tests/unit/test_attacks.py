@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import json
 import os
 import pickle
 import socket
+import tempfile
 import threading
 import traceback
 from collections.abc import Callable, Iterator
@@ -24,7 +26,18 @@ from typing import Any
 import httpx
 import pytest
 import requests
-from deviceauth_fakes import CLIENT_ID, ISSUER, FakeClock, make_token, write_cache
+from deviceauth_fakes import (
+    CLIENT_ID,
+    ISSUER,
+    NON_INTERACTIVE,
+    FakeAuthServer,
+    FakeClock,
+    make_engine,
+    make_token,
+    metadata,
+    oauth_error,
+    write_cache,
+)
 from hostile_http import HostileServer, Request, answer, capture_server, resolve
 
 from deviceauth import (
@@ -35,6 +48,7 @@ from deviceauth import (
     InsecureTransport,
     LoginRequired,
     ServerError,
+    _process,
 )
 from deviceauth._cli import main
 from deviceauth._oauth import OAuthClient
@@ -675,3 +689,120 @@ def test_one_huge_identity_does_not_cost_the_others(cache_path: Path) -> None:
     other = DeviceAuth(ISSUER, "other-client", cache=cache_path, interactive=False, clock=clock, sleep=clock.sleep)
     with pytest.raises(DeviceAuthError):
         other.get_token()
+
+
+# -- a disk that fails at other points than the rename ----------------------------------------------------
+
+
+ME = (ISSUER, CLIENT_ID, None)
+
+
+def refreshes(server: FakeAuthServer) -> list[str]:
+    return [form["refresh_token"] for form in server.token_requests if form.get("grant_type") == "refresh_token"]
+
+
+@pytest.fixture
+def _no_offline_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DEVICEAUTH_OFFLINE_TOKEN", raising=False)
+
+
+class BrokenDisk:
+    """Fails the cache write at ``where`` with ``code`` while ``broken`` is set."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, where: str, code: int) -> None:
+        self.broken = True
+        self.failures = 0
+        target: Any = tempfile if where == "mkstemp" else os
+        real = getattr(target, where)
+
+        def failing(*args: Any, **kwargs: Any) -> Any:
+            if self.broken:
+                self.failures += 1
+                raise OSError(code, os.strerror(code))
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(target, where, failing)
+
+
+@pytest.mark.usefixtures("_no_offline_token")
+@pytest.mark.parametrize(
+    ("where", "code"),
+    [("fsync", errno.ENOSPC), ("mkstemp", errno.EDQUOT), ("fsync", errno.EIO), ("mkstemp", errno.EROFS)],
+)
+def test_a_refresh_whose_write_fails_anywhere_keeps_the_session(
+    server: FakeAuthServer, clock: FakeClock, cache_path: Path, monkeypatch: pytest.MonkeyPatch, where: str, code: int
+) -> None:
+    original = make_token(clock(), obtained_ago=1000)
+    write_cache(cache_path, {ME: original}, server_metadata=metadata())
+    engine = make_engine(cache_path, clock)
+    disk = BrokenDisk(monkeypatch, where, code)
+    first = server.grant(expires_in=300)
+    assert engine.access_token(NON_INTERACTIVE) == first["access_token"]
+    assert disk.failures >= 1
+    clock.advance(1000)
+    second = server.grant(expires_in=300)
+    assert engine.access_token(NON_INTERACTIVE) == second["access_token"]
+    assert refreshes(server) == [original.refresh_token, first["refresh_token"]]  # never the consumed one again
+    disk.broken = False
+    clock.advance(1000)
+    server.grant(expires_in=300)
+    engine.access_token(NON_INTERACTIVE)
+    assert refreshes(server)[-1] == second["refresh_token"]
+    assert list(cache_path.parent.glob("*.tmp")) == []  # no temp file left behind by the failures
+
+
+@pytest.mark.usefixtures("_no_offline_token")
+@pytest.mark.xfail(
+    strict=True,
+    reason="VULN: the in-memory unsaved session lives in _process.state_for, keyed by (store, identity, "
+    "leeway): a second DeviceAuth for the same identity with another leeway re-sends the consumed refresh token",
+)
+def test_a_second_object_for_the_same_identity_never_resends_a_consumed_refresh_token(
+    server: FakeAuthServer, clock: FakeClock, cache_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = make_token(clock(), obtained_ago=1000)
+    write_cache(cache_path, {ME: original}, server_metadata=metadata())
+    BrokenDisk(monkeypatch, "fsync", errno.ENOSPC)
+    server.grant(expires_in=300)
+    make_engine(cache_path, clock).access_token(NON_INTERACTIVE)
+    clock.advance(1000)
+    server.grant(expires_in=300)
+    make_engine(cache_path, clock, leeway=30).access_token(NON_INTERACTIVE)  # same identity, same process
+    assert refreshes(server).count(str(original.refresh_token)) == 1
+
+
+@pytest.mark.usefixtures("_no_offline_token")
+@pytest.mark.xfail(
+    strict=True,
+    reason="VULN (residual, cross-process): after a refresh whose write failed, another process reads the "
+    "consumed refresh token from the store and sends it again; a server with reuse detection revokes the session",
+)
+def test_another_process_never_resends_a_refresh_token_consumed_while_the_disk_was_full(
+    server: FakeAuthServer, clock: FakeClock, cache_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = make_token(clock(), obtained_ago=1000)
+    write_cache(cache_path, {ME: original}, server_metadata=metadata())
+    BrokenDisk(monkeypatch, "fsync", errno.ENOSPC)
+    server.grant(expires_in=300)
+    make_engine(cache_path, clock).access_token(NON_INTERACTIVE)
+    _process.clear()  # what a new worker process starts with: nothing in memory
+    server.grant(expires_in=300)
+    with contextlib.suppress(DeviceAuthError):
+        make_engine(cache_path, clock).access_token(NON_INTERACTIVE)
+    assert refreshes(server).count(str(original.refresh_token)) == 1
+
+
+def test_an_offline_token_echoed_by_the_server_is_in_no_part_of_the_error_chain(
+    mocked: Any, cache_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    offline = "offline-SECRET-0ff1in3-0123456789"
+    monkeypatch.delenv("DEVICEAUTH_OFFLINE_TOKEN", raising=False)
+    fake = FakeAuthServer(mocked)
+    fake.discovery()
+    fake.token_endpoint()
+    fake.token_answers.append(oauth_error("invalid_grant", description=f"offline token {offline} was revoked"))
+    clock = FakeClock()
+    auth = DeviceAuth(ISSUER, CLIENT_ID, cache=cache_path, interactive=False, offline_token=offline, clock=clock)
+    with pytest.raises(LoginRequired) as caught:
+        auth.get_token()
+    assert_no_secret(rendered(caught.value) + repr(caught.value) + str(caught.value.__cause__), offline)
