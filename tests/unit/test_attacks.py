@@ -12,9 +12,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import errno
+import io
 import json
 import os
 import pickle
+import shlex
 import socket
 import tempfile
 import threading
@@ -806,3 +808,67 @@ def test_an_offline_token_echoed_by_the_server_is_in_no_part_of_the_error_chain(
     with pytest.raises(LoginRequired) as caught:
         auth.get_token()
     assert_no_secret(rendered(caught.value) + repr(caught.value) + str(caught.value.__cause__), offline)
+
+
+# -- text that reaches the terminal through the CLI or a suggested command ----------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="VULN: TokenEngine.login_command pastes issuer, client id, scope and cache path into a shell command "
+    "unquoted (scope in bare single quotes): a value with ' ; $( ) runs commands when the user pastes it",
+)
+def test_the_suggested_login_command_is_one_shell_word_per_value(tmp_path: Path) -> None:
+    issuer = "https://auth.example.org/realms/$(id)"
+    scope = "x' ; id ; '"
+    cache = tmp_path / "a b" / "$(id).json"
+    auth = DeviceAuth(issuer, "cli;id", scope=scope, cache=cache, interactive=False)
+    with pytest.raises(LoginRequired) as caught:
+        auth.get_token()
+    words = shlex.split(caught.value.command or "")
+    assert words[:2] == ["deviceauth", "login"]
+    assert dict(zip(words[2::2], words[3::2], strict=True)) == {
+        "--issuer": issuer,
+        "--client-id": "cli;id",
+        "--scope": auth.scope,
+        "--cache": str(cache),
+    }
+
+
+HOSTILE_TEXT = "\x1b]52;c;cHduZWQ=\x07\x1b[2J\rTo sign in, open https://evil.example/device and enter the code X\u202e"
+
+
+def test_cli_status_of_a_planted_cache_prints_no_control_character(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache = tmp_path / ".tokens.json"
+    token = {"access_token": "at-SECRET-status", "token_type": "Bearer", "expires_at": 1e308, "obtained_at": "x"}
+    identity = {"issuer": "https://x.example/" + HOSTILE_TEXT, "client_id": HOSTILE_TEXT, "scope": HOSTILE_TEXT}
+    cache.write_text(json.dumps({"version": 1, "servers": {}, "identities": {"k": {**identity, "token": token}}}))
+    cache.chmod(0o600)
+    main(["status", "--cache", str(cache)])
+    out, err = capsys.readouterr()
+    assert not any(ch in out + err for ch in "\x1b\x07\r\u202e")
+    assert "Traceback" not in out + err and "at-SECRET-status" not in out + err
+
+
+@pytest.mark.usefixtures("_no_offline_token")
+def test_cli_token_against_a_hostile_server_prints_one_clean_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    routes: dict[str, Route] = {}
+    with serve(routes) as issuer:
+        realm = issuer.url + "/realms/r"
+        cache = tmp_path / ".tokens.json"
+        write_cache(cache, {(realm, CLIENT_ID, None): make_token(0, lifetime=1, n=7)})
+        routes["/realms/r/.well-known/openid-configuration"] = json_route({"issuer": realm, "token_endpoint": realm})
+        routes["/realms/r"] = json_route(
+            {"error": "invalid_grant\x1b[31m", "error_description": HOSTILE_TEXT + " rt-SECRET-0007-cccc"}, 400
+        )
+        monkeypatch.setattr("sys.stdin", io.StringIO())  # no TTY: never prompt
+        code = main(["token", "--issuer", realm, "--client-id", CLIENT_ID, "--cache", str(cache)])
+    out, err = capsys.readouterr()
+    assert code != 0 and out == ""
+    assert err.count("\n") == 1 and err.startswith("deviceauth: ")
+    assert not any(ch in err for ch in "\x1b\x07\r\u202e")
+    assert "rt-SECRET-0007-cccc" not in err and "Traceback" not in err
