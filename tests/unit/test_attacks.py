@@ -872,3 +872,56 @@ def test_cli_token_against_a_hostile_server_prints_one_clean_line(
     assert err.count("\n") == 1 and err.startswith("deviceauth: ")
     assert not any(ch in err for ch in "\x1b\x07\r\u202e")
     assert "rt-SECRET-0007-cccc" not in err and "Traceback" not in err
+
+
+# -- what the person is shown and sent to ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("uri", "complete"),
+    [
+        ("https://auth.example.org/device", "https://auth.example.org@evil.example/device?user_code=WDJB-MJHT"),
+        ("https://auth.example.org/device", "https://evil.example/device?user_code=WDJB-MJHT"),
+        ("https://auth.example.org/device", "http://auth.example.org/device?user_code=WDJB-MJHT"),
+        ("https://auth.example.org/device", "https://auth.example.org/device?user_code=OTHER-CODE"),
+        ("https://auth.example.org/device", "javascript:alert('WDJB-MJHT')"),
+        ("https://auth.example.org/device", ["https://auth.example.org/device?user_code=WDJB-MJHT"]),
+    ],
+)
+def test_a_complete_link_to_elsewhere_is_never_offered(uri: str, complete: Any) -> None:
+    body = {"device_code": DEVICE_CODE, "user_code": "WDJB-MJHT", "verification_uri": uri}
+    code = DeviceCode.from_response({**body, "verification_uri_complete": complete}, 0.0)
+    assert code.verification_uri_complete is None
+    assert code.url == uri
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "https://auth.example.org@evil.example/device",
+        "https://аuth.example.org/device",  # Cyrillic a
+        "https://auth.example.org\\@evil.example/device",
+        "https:auth.example.org/device",
+        "https:///evil.example/device",
+        "file:///etc/passwd",
+        "https://auth.example.org/device\x1b]8;;https://evil.example\x07",
+    ],
+)
+def test_a_verification_uri_that_hides_where_it_goes_is_refused(uri: str) -> None:
+    body = {"device_code": DEVICE_CODE, "user_code": "WDJB-MJHT", "verification_uri": uri}
+    with pytest.raises(ServerError) as caught:
+        DeviceCode.from_response(body, 0.0)
+    assert "evil" not in str(caught.value) and DEVICE_CODE not in rendered(caught.value)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="VULN (low): safe_origin and the InsecureTransport message cut the authority at the first / ? #, so a "
+    "password holding one of them is shown up to it (https://alice:hun...)",
+)
+@pytest.mark.parametrize("cut", ["/", "?", "#"])
+def test_a_refused_url_never_shows_any_part_of_its_password(cut: str) -> None:
+    url = f"https://alice:hun{cut}ter2@api.example.org/items"
+    with pytest.raises(InsecureTransport) as caught:
+        check_outbound(url)
+    assert "hun" not in rendered(caught.value)
