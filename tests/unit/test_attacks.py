@@ -925,3 +925,66 @@ def test_a_refused_url_never_shows_any_part_of_its_password(cut: str) -> None:
     with pytest.raises(InsecureTransport) as caught:
         check_outbound(url)
     assert "hun" not in rendered(caught.value)
+
+
+# -- broken HTTP at the framing level (not the body) ------------------------------------------------------------
+
+
+RAW_ANSWERS = {
+    "no status line (HTTP/0.9)": b'{"access_token": "x"}',
+    "ICY status line": b"ICY 200 OK\r\n\r\n{}",
+    "huge status code": b"HTTP/1.1 99999999999999999999 OK\r\nContent-Length: 2\r\n\r\n{}",
+    "negative length": b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n{}",
+    "two lengths": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 900\r\n\r\n{}",
+    "chunk size 2**64": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\n{}",
+    "chunk size not hex": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+    "too many headers": b"HTTP/1.1 200 OK\r\n" + b"X-A: b\r\n" * 200 + b"\r\n{}",
+    "one huge header": b"HTTP/1.1 200 OK\r\nX-A: " + b"a" * 300_000 + b"\r\n\r\n{}",
+    "bare LF and NUL": b"HTTP/1.1 200 OK\nContent-Length: 2\n\x00\n\n{}",
+    "redirect without Location": b"HTTP/1.1 307 Temporary\r\nContent-Length: 0\r\n\r\n",
+    "1xx forever": b"HTTP/1.1 100 Continue\r\n\r\n" * 2000,
+}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", sorted(RAW_ANSWERS))
+def test_broken_http_framing_is_a_typed_error_without_secrets(name: str) -> None:
+    raw = RAW_ANSWERS[name]
+    server: HostileServer = HostileServer(lambda request, conn: server.send(conn, raw))
+    with server:
+        client = OAuthClient(
+            CLIENT_ID, client_secret=SECRET, token_endpoint_auth_method="client_secret_post", timeout=5
+        )
+        exchanges: list[Callable[[], Any]] = [
+            lambda: client.refresh(server.url + "/token", REFRESH),
+            lambda: client.poll(server.url + "/token", DEVICE_CODE),
+            lambda: client.request_device_code(server.url + "/device", "openid"),
+            lambda: client.discover(server.url + "/realms/r"),
+        ]
+        for exchange in exchanges:
+            try:
+                exchange()
+            except DeviceAuthError as exc:
+                assert_no_secret(rendered(exc))
+            # A server answering nonsense that still parses as a token is fine: the type check is the point.
+
+
+@pytest.mark.timeout(60)
+def test_headers_trickled_for_ever_end_at_the_exchange_deadline() -> None:
+    stop = threading.Event()
+
+    def trickle(request: Request, conn: socket.socket) -> None:
+        server.send(conn, b"HTTP/1.1 200 OK\r\n")
+        for _ in range(600):  # bounded: at most 60 s of one header byte every 0.1 s
+            if stop.wait(0.1):
+                return
+            server.send(conn, b"X")
+
+    server: HostileServer = HostileServer(trickle)
+    with server:
+        client = OAuthClient(CLIENT_ID, timeout=1.5)
+        with pytest.raises(ServerError) as caught:
+            client.refresh(server.url + "/token", REFRESH)
+        stop.set()
+    assert caught.value.transient
+    assert_no_secret(rendered(caught.value))
