@@ -988,3 +988,34 @@ def test_headers_trickled_for_ever_end_at_the_exchange_deadline() -> None:
         stop.set()
     assert caught.value.transient
     assert_no_secret(rendered(caught.value))
+
+
+# -- what an exception keeps, beyond what a traceback prints -------------------------------------------------
+
+
+def whole_chain(error: BaseException | None) -> list[BaseException]:
+    """Every exception reachable by ``__cause__`` and ``__context__``, suppressed or not (as debuggers,
+    error trackers that ignore ``__suppress_context__``, and pickles of the error see them)."""
+    found: list[BaseException] = []
+    pending = [error]
+    while pending and len(found) < 50:
+        current = pending.pop()
+        if current is None or any(current is seen for seen in found):
+            continue
+        found.append(current)
+        pending += [current.__cause__, current.__context__]
+    return found
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="VULN (low): OAuthClient._exchange raises the redacted error `from None` inside `except OAuthError`, "
+    "so its __context__ still holds Authlib's OAuthError with the server's unredacted text",
+)
+@pytest.mark.parametrize("error", ["invalid_grant", "invalid_client", "slow_down", "server_error"])
+def test_no_exception_in_the_whole_chain_holds_an_echoed_secret(error: str) -> None:
+    body = {"error": error, "error_description": f"echo {REFRESH}"}
+    with serve({"/token": json_route(body, 400)}) as issuer, pytest.raises(DeviceAuthError) as caught:
+        OAuthClient(CLIENT_ID, timeout=3).refresh(issuer.url + "/token", REFRESH)
+    for link in whole_chain(caught.value):
+        assert_no_secret(str(link) + repr(link) + repr(getattr(link, "__dict__", {})), REFRESH)
