@@ -1028,7 +1028,8 @@ def test_no_exception_in_the_whole_chain_holds_an_echoed_secret(error: str) -> N
 @pytest.mark.xfail(
     strict=True,
     reason="VULN: a plain redis:// store URL on a remote host (DEVICEAUTH_CACHE=redis://...) is not refused, "
-    "so every token would travel to it in clear (on seams the URL even fails with ModuleNotFoundError)",
+    "so every token would travel to it in clear (the newest seams connects and sends Redis commands; the older "
+    "base raises ModuleNotFoundError)",
 )
 def test_a_plain_redis_store_on_a_remote_host_is_refused(capture: HostileServer) -> None:
     def use() -> None:  # refused at construction (ValueError) or at first use (DeviceAuthError): either is fine
