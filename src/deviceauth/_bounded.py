@@ -65,6 +65,8 @@ class BoundedAdapter(HTTPAdapter):
     ) -> requests.Response:
         url = request.url or ""
         check_outbound(url)
+        if url[:7].lower() == "http://":
+            proxies = {}  # plain http goes only to loopback, and never in clear through a proxy
         watch = _Watch(self.deadline)
         _current.watch = watch
         try:

@@ -69,8 +69,31 @@ def _check(url: object) -> str:
     return origin
 
 
-# Kept for the adapters that call it by this name.
-check_transport = check_outbound
+def check_transport(url: object) -> str:
+    """``check_outbound`` for API calls made by requests and HTTPX, which honour proxy variables.
+
+    Plain http (loopback only) would reach an ``$HTTP_PROXY`` in clear, token and all: refused
+    unless ``$NO_PROXY`` exempts the host. (urllib3 ignores those variables; it needs only
+    ``check_outbound``. A proxy set on a session in code cannot be seen from ``auth=``.)
+    """
+    origin = check_outbound(url)
+    if origin[:5] == "http:":
+        refuse_environment_proxy(origin)
+    return origin
+
+
+def refuse_environment_proxy(origin: str) -> None:
+    import urllib.request  # plain http only: local development, never a production warm path
+
+    proxies = urllib.request.getproxies_environment()
+    if not (proxies.get("http") or proxies.get("all")):
+        return
+    host = origin.removeprefix("http://").rpartition(":")[0].strip("[]")
+    if not urllib.request.proxy_bypass_environment(host, proxies):  # type: ignore[attr-defined]
+        raise InsecureTransport(
+            f"refusing to send a token over plain http to {host} through the proxy in $HTTP_PROXY, which "
+            f"would see it in clear; add {host} to $NO_PROXY"
+        )
 
 
 def safe_origin(url: object) -> str:
@@ -127,7 +150,9 @@ def _agreed_host_port(scheme: str, authority: str) -> tuple[str, int]:
 
 @functools.lru_cache(maxsize=64)
 def _is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
+    # Only the name the resolver never sends out (RFC 6761), not every *.localhost name: Python
+    # resolves those through DNS and search domains like any other.
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback

@@ -161,11 +161,6 @@ def test_case_and_port_spellings_collapse_to_one_origin(url: str, origin: str) -
     assert check_outbound(url) == origin
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="VULN: any *.localhost name counts as loopback, but Python resolves it through the system resolver "
-    "(DNS, search domains), so plain-http secrets go wherever that name resolves",
-)
 def test_a_dot_localhost_name_is_not_trusted_without_resolving_to_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
     # The capture server stands in for the remote host a resolver (search domain, hostile Wi-Fi DNS)
     # maps "tokens.localhost" to: plain http must never carry the refresh token there.
@@ -184,11 +179,6 @@ def test_a_dot_localhost_name_is_not_trusted_without_resolving_to_loopback(monke
 
 
 @pytest.mark.usefixtures("no_proxy_settings")
-@pytest.mark.xfail(
-    strict=True,
-    reason="VULN: BoundedAdapter honours HTTP_PROXY for plain-http loopback endpoints, so the refresh token "
-    "travels in clear to the proxy host (a remote host in any real proxy setting)",
-)
 def test_an_environment_proxy_never_gets_a_plain_http_refresh(monkeypatch: pytest.MonkeyPatch) -> None:
     with capture_server() as proxy, serve({"/token": json_route({"error": "invalid_grant"}, 400)}) as issuer:
         monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
@@ -214,11 +204,6 @@ def test_an_environment_proxy_for_https_sees_only_the_connect(
 
 
 @pytest.mark.usefixtures("no_proxy_settings")
-@pytest.mark.xfail(
-    strict=True,
-    reason="VULN: the requests adapter puts the bearer token on plain-http loopback API calls that requests "
-    "then sends through HTTP_PROXY in clear",
-)
 def test_requests_adapter_token_never_reaches_an_environment_proxy(
     monkeypatch: pytest.MonkeyPatch, cache_path: Path
 ) -> None:
@@ -231,11 +216,6 @@ def test_requests_adapter_token_never_reaches_an_environment_proxy(
 
 
 @pytest.mark.usefixtures("no_proxy_settings")
-@pytest.mark.xfail(
-    strict=True,
-    reason="VULN: the httpx adapter puts the bearer token on plain-http loopback API calls that httpx then "
-    "sends through HTTP_PROXY in clear",
-)
 def test_httpx_adapter_token_never_reaches_an_environment_proxy(
     monkeypatch: pytest.MonkeyPatch, cache_path: Path
 ) -> None:

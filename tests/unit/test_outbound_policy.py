@@ -48,6 +48,7 @@ def nothing_sent(server: HostileServer) -> None:
         "http://10.0.0.1/",
         "http://0.0.0.0/",
         "http://localhost.example.org/",
+        "http://app.localhost:3000/",  # resolved through DNS like any name: not trusted as loopback
         "http://127.0.0.1.evil.example/",
         "ftp://127.0.0.1/",
         "file:///etc/passwd",
@@ -114,7 +115,6 @@ def test_non_strings_are_refused(value: Any) -> None:
         ("https://example.org/@evil.example", "https://example.org:443"),
         ("http://127.0.0.2:8080/x", "http://127.0.0.2:8080"),
         ("http://localhost/", "http://localhost:80"),
-        ("http://app.localhost:3000/", "http://app.localhost:3000"),
         ("http://[::1]:9000/", "http://::1:9000"),
         ("https://[2001:db8::1]/", "https://2001:db8::1:443"),
     ],
@@ -123,8 +123,24 @@ def test_allowed_with_their_origin(url: str, origin: str) -> None:
     assert check_outbound(url) == origin
 
 
-def test_check_transport_is_the_same_rule() -> None:
-    assert check_transport is check_outbound
+@pytest.mark.parametrize("url", ["https://example.org/x", "http://127.0.0.1:8080/x", "http://evil.example/x"])
+def test_check_transport_is_the_same_rule_plus_no_environment_proxy(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    try:
+        expected: str | None = check_outbound(url)
+    except InsecureTransport:
+        expected = None
+    try:
+        assert check_transport(url) == expected
+    except InsecureTransport:
+        assert expected is None
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    if expected is not None and expected.startswith("http:"):
+        with pytest.raises(InsecureTransport, match="NO_PROXY"):
+            check_transport(url)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        assert check_transport(url) == expected
 
 
 def test_urllib3_origin_is_read_the_way_urllib3_reads_it() -> None:
