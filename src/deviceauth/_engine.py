@@ -310,11 +310,14 @@ class TokenEngine:
         return self._state.unsaved or self.store.read(self._identity)
 
     def login_command(self) -> str:
-        s = self.settings
-        command = f"deviceauth login --issuer {s.issuer} --client-id {s.client_id}"
+        """A command line to paste: every value shell-quoted (a client id can hold ``;``)."""
+        import shlex
+
+        s, q = self.settings, shlex.quote
+        command = f"deviceauth login --issuer {q(s.issuer)} --client-id {q(s.client_id)}"
         if s.scope:
-            command += f" --scope '{s.scope}'"
-        command += f" --cache {self.store.location}"
+            command += f" --scope {q(s.scope)}"
+        command += f" --cache {q(self.store.location)}"
         return command
 
 

@@ -268,28 +268,34 @@ class OAuthClient:
             raise
         except DeviceAuthError:
             raise
-        except OAuthError as exc:
-            # ``from None``: Authlib's own message carries the server's text, unredacted.
-            raise _oauth_error(exc.error, exc.description, self._secrets(), polling) from None
-        except requests.HTTPError as exc:
+        except Exception as exc:
+            failure, cause = self._translate(exc, endpoint, polling)
+        # Raised here, outside the except block, so that an unsafe original is not even kept as
+        # ``__context__`` (debuggers and error trackers read it); a safe one is chained on purpose.
+        if cause is None:
+            raise failure
+        raise failure from cause
+
+    def _translate(self, exc: Exception, endpoint: str, polling: bool) -> tuple[Exception, BaseException | None]:
+        """Our error for whatever Authlib or requests raised, and the original if it is safe to chain."""
+        where = safe_origin(endpoint)
+        if isinstance(exc, OAuthError):
+            # Never chained: Authlib's own message carries the server's text, unredacted.
+            return _oauth_error(exc.error, exc.description, self._secrets(), polling), None
+        if isinstance(exc, requests.HTTPError):
             status = exc.response.status_code if exc.response is not None else 0
-            raise ServerError(
-                f"{safe_origin(endpoint)} answered HTTP {status}",
-                url=safe_origin(endpoint),
-                transient=status >= 500 or status in (408, 429),
-            ) from self._safe_cause(exc)
-        except requests.RequestException as exc:
-            raise ServerError(
-                f"cannot reach the authorization server at {safe_origin(endpoint)} ({_reason(exc)})",
-                url=safe_origin(endpoint),
+            failure = ServerError(
+                f"{where} answered HTTP {status}", url=where, transient=status >= 500 or status in (408, 429)
+            )
+        elif isinstance(exc, requests.RequestException):
+            failure = ServerError(
+                f"cannot reach the authorization server at {where} ({_reason(exc)})",
+                url=where,
                 transient=_retryable(exc),
-            ) from self._safe_cause(exc)
-        except Exception as exc:  # whatever else Authlib or a garbled answer raises: typed, without server text
-            raise ServerError(
-                f"{safe_origin(endpoint)} gave an answer deviceauth cannot use ({type(exc).__name__})",
-                url=safe_origin(endpoint),
-                transient=False,
-            ) from self._safe_cause(exc)
+            )
+        else:  # whatever else Authlib or a garbled answer raises: typed, without server text
+            failure = ServerError(f"{where} gave an answer deviceauth cannot use ({type(exc).__name__})", url=where)
+        return failure, self._safe_cause(exc)
 
     def _safe_cause(self, exc: BaseException) -> BaseException | None:
         """``exc`` to chain for debugging, unless its rendering (a traceback prints it) holds a secret."""

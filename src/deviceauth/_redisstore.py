@@ -110,6 +110,7 @@ class RedisStore:
         ssl_certfile: str | None = None,
         ssl_keyfile: str | None = None,
         socket_timeout: float | None = None,
+        allow_plaintext: bool | None = None,
     ) -> None:
         explicit = {
             "prefix": prefix,
@@ -123,6 +124,7 @@ class RedisStore:
             "ssl_certfile": ssl_certfile,
             "ssl_keyfile": ssl_keyfile,
             "socket_timeout": socket_timeout,
+            "allow_plaintext": allow_plaintext,
         }
         self._explicit = {name: value for name, value in explicit.items() if value is not None}
         if isinstance(client_or_url, str):
@@ -147,6 +149,7 @@ class RedisStore:
             connect["password"] = os.environ[PASSWORD_ENV]
         if isinstance(client_or_url, redis.Redis):
             connect.setdefault("password", client_or_url.connection_pool.connection_kwargs.get("password"))
+        _refuse_plaintext_to_a_remote_host(connect, options.get("allow_plaintext"))
         self._secret = str(connect.get("password") or "")
         self.location = urls.location(connect, self.prefix)
         key = options.get("encryption_key") or os.environ.get(ENCRYPTION_KEY_ENV) or None
@@ -822,3 +825,20 @@ def _explain(exc: BaseException, socket_timeout: float) -> str:
     if isinstance(exc, redis.exceptions.OutOfMemoryError):
         return "Redis is out of memory (maxmemory reached)"
     return "Redis answered with an error"
+
+
+def _refuse_plaintext_to_a_remote_host(connect: dict[str, Any], allowed: object) -> None:
+    """Tokens and the password cross the network as they are over plain redis://: only to loopback.
+
+    A private network the user vouches for can say so with ``allow_plaintext`` (``?allow_plaintext=1``).
+    """
+    if connect.get("tls") or "path" in connect or str(allowed).lower() in ("1", "true", "yes"):
+        return
+    from ._transport import is_loopback
+
+    host = str(connect.get("host", "localhost"))
+    if not is_loopback(host.strip("[]").lower()):
+        raise ValueError(
+            f"refusing a plain redis:// store on {host}, a remote host: tokens would cross the network in clear; "
+            "use rediss:// (TLS), or add ?allow_plaintext=1 for a network you trust"
+        )

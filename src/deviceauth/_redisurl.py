@@ -16,7 +16,9 @@ import redis
 
 __all__ = ["credentials", "describe_client", "location", "parse_url"]
 
-URL_OPTIONS = frozenset({"db", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "prefix", "socket_timeout", "lock_ttl"})
+URL_OPTIONS = frozenset(
+    {"db", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "prefix", "socket_timeout", "lock_ttl", "allow_plaintext"}
+)
 
 
 def parse_url(url: str) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from ._exceptions import InsecureTransport
 from ._redact import redact
 
-__all__ = ["check_outbound", "check_transport", "safe_origin"]
+__all__ = ["check_outbound", "check_transport", "is_loopback", "safe_origin"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Whitespace, controls, DEL and backslash: characters on which URL parsers (and browsers) disagree.
@@ -61,6 +61,12 @@ def _check(url: object) -> str:
         found = rest.find(delimiter, 0, end)
         if found >= 0:
             end = found
+    if "@" in rest and not _AUTHORITY.fullmatch(rest[:end]):
+        # user:password@ with a / ? or # inside the password: any part of it shown is a leak.
+        raise InsecureTransport(
+            f"refusing to send a request to a {redact(scheme, limit=20)} URL with user info (user:password@); "
+            "its host is not shown"
+        )
     origin = _checked_origin(scheme.lower(), rest[:end])
     if rest[end : end + 1] == "/":
         if len(_verified) >= _MAX_VERIFIED:
@@ -102,7 +108,10 @@ def safe_origin(url: object) -> str:
         return f"a {type(url).__name__} instead of a URL"
     scheme, sep, rest = url.partition("://")
     if sep:
-        shown = f"{scheme}://{re.split(r'[/?#]', rest, maxsplit=1)[0].rpartition('@')[2]}"
+        authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+        if "@" in rest and not _AUTHORITY.fullmatch(authority.rpartition("@")[2]):
+            return f"{redact(scheme, limit=20)}://(host hidden: the URL holds user info)"
+        shown = f"{scheme}://{authority.rpartition('@')[2]}"
     elif ":" in url:
         shown = f"a {url.partition(':')[0][:20]}: URL"
     else:
@@ -123,7 +132,7 @@ def _checked_origin(scheme: str, authority: str) -> str:
             "part must be a plain host name or address with an optional port (no user:password@, no escapes)"
         )
     host, port = _agreed_host_port(scheme, authority)
-    if scheme == "http" and not _is_loopback(host):
+    if scheme == "http" and not is_loopback(host):
         raise InsecureTransport(
             f"refusing to send a request over plain http to {host}; use https (plain http is allowed only for "
             "loopback hosts)"
@@ -149,7 +158,7 @@ def _agreed_host_port(scheme: str, authority: str) -> tuple[str, int]:
 
 
 @functools.lru_cache(maxsize=64)
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     # Only the name the resolver never sends out (RFC 6761), not every *.localhost name: Python
     # resolves those through DNS and search domains like any other.
     if host == "localhost":

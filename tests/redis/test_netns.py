@@ -116,7 +116,7 @@ def test_workers_in_separate_network_namespaces_share_one_refresh_per_expiry(tmp
                                   capture_output=True, timeout=30, check=False)  # fmt: skip
         assert isolated.returncode != 0 and b"ConnectionRefused" in isolated.stderr
         # One login on the "head node" (the host), through the host-side address of the first link.
-        head_url = srv.url(host=spaces[0][1])
+        head_url = srv.url(host=spaces[0][1]) + "?allow_plaintext=1"  # a private test network
         options = {"scope": "openid", "open_browser": False}
         first = DeviceAuth(oidc.issuer, "client-tools", cache=head_url, interactive=True, prompt=Approver(oidc),
                            **options).get_token()  # fmt: skip
@@ -124,7 +124,13 @@ def test_workers_in_separate_network_namespaces_share_one_refresh_per_expiry(tmp
         stop = tmp_path / "stop"
         workers = []
         for k, (ns, host_ip) in enumerate(spaces):
-            auth = DeviceAuth(oidc.issuer, "client-tools", cache=srv.url(host=host_ip), interactive=False, **options)
+            auth = DeviceAuth(
+                oidc.issuer,
+                "client-tools",
+                cache=srv.url(host=host_ip) + "?allow_plaintext=1",
+                interactive=False,
+                **options,
+            )
             pickled = tmp_path / f"auth-{k}.pickle"
             pickled.write_bytes(pickle.dumps(auth))
             for j in range(PER_NAMESPACE):

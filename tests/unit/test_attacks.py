@@ -793,11 +793,6 @@ def test_an_offline_token_echoed_by_the_server_is_in_no_part_of_the_error_chain(
 # -- text that reaches the terminal through the CLI or a suggested command ----------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="VULN: TokenEngine.login_command pastes issuer, client id, scope and cache path into a shell command "
-    "unquoted (scope in bare single quotes): a value with ' ; $( ) runs commands when the user pastes it",
-)
 def test_the_suggested_login_command_is_one_shell_word_per_value(tmp_path: Path) -> None:
     issuer = "https://auth.example.org/realms/$(id)"
     scope = "x' ; id ; '"
@@ -894,11 +889,6 @@ def test_a_verification_uri_that_hides_where_it_goes_is_refused(uri: str) -> Non
     assert "evil" not in str(caught.value) and DEVICE_CODE not in rendered(caught.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="VULN (low): safe_origin and the InsecureTransport message cut the authority at the first / ? #, so a "
-    "password holding one of them is shown up to it (https://alice:hun...)",
-)
 @pytest.mark.parametrize("cut", ["/", "?", "#"])
 def test_a_refused_url_never_shows_any_part_of_its_password(cut: str) -> None:
     url = f"https://alice:hun{cut}ter2@api.example.org/items"
@@ -987,11 +977,6 @@ def whole_chain(error: BaseException | None) -> list[BaseException]:
     return found
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="VULN (low): OAuthClient._exchange raises the redacted error `from None` inside `except OAuthError`, "
-    "so its __context__ still holds Authlib's OAuthError with the server's unredacted text",
-)
 @pytest.mark.parametrize("error", ["invalid_grant", "invalid_client", "slow_down", "server_error"])
 def test_no_exception_in_the_whole_chain_holds_an_echoed_secret(error: str) -> None:
     body = {"error": error, "error_description": f"echo {REFRESH}"}
@@ -1005,12 +990,6 @@ def test_no_exception_in_the_whole_chain_holds_an_echoed_secret(error: str) -> N
 
 
 @pytest.mark.usefixtures("_no_offline_token")
-@pytest.mark.xfail(
-    strict=True,
-    reason="VULN: a plain redis:// store URL on a remote host (DEVICEAUTH_CACHE=redis://...) is not refused, "
-    "so every token would travel to it in clear (the newest seams connects and sends Redis commands; the older "
-    "base raises ModuleNotFoundError)",
-)
 def test_a_plain_redis_store_on_a_remote_host_is_refused(capture: HostileServer) -> None:
     def use() -> None:  # refused at construction (ValueError) or at first use (DeviceAuthError): either is fine
         DeviceAuth(ISSUER, CLIENT_ID, cache=f"redis://{EVIL}:{capture.port}/0", interactive=False).get_token()

@@ -31,7 +31,7 @@ _HTTP_TIMEOUT = 10.0
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
@@ -65,7 +65,7 @@ class AuthServer:
         public_url: str | None = None,
         **options: Any,
     ) -> None:
-        if not allow_remote and not _is_loopback(host):
+        if not allow_remote and not is_loopback(host):
             raise ValueError(
                 f"refusing to listen on {host!r}: the embedded server lets anyone sign in as anyone; "
                 "pass allow_remote=True if you really mean to serve other machines"
