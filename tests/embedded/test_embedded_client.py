@@ -89,5 +89,7 @@ def test_confidential_client_with_client_secret_post(server: AuthServer, cache: 
     with requests.Session() as http:
         http.trust_env = False
         assert http.get(server.api_url("me"), auth=auth, timeout=10).json()["client_id"] == client_id
-        assert auth.logout() is True
+        result = auth.logout()
+        assert result
+        assert result.revoked
     assert server.stats()["revocation"] == 2

@@ -53,7 +53,9 @@ def test_logout_revokes_at_keycloak(kc: Keycloak, make_auth: Callable[..., Devic
     auth.get_token()
     cached = auth.cached_token()
     assert cached is not None and cached.refresh_token
-    assert auth.logout() is True
+    result = auth.logout()
+    assert result
+    assert result.revoked
     assert auth.cached_token() is None
     refused = requests.post(
         kc.token_url(REALM),
