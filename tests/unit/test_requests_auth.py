@@ -229,6 +229,7 @@ def test_plain_http_to_loopback_is_allowed(server: FakeAuthServer, auth: DeviceA
         "http://example.org/",
         "http://10.0.0.1/",
         "http://localhost.example.org/",
+        "http://app.localhost:3000/",
         "ftp://127.0.0.1/",
         "HTTP://example.org/",
         "",
@@ -240,7 +241,7 @@ def test_check_transport_refuses(url: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["https://example.org/", "http://127.0.0.2/", "http://app.localhost:3000/", "http://[::1]/"]
+    "url", ["https://example.org/", "http://127.0.0.2/", "http://localhost:3000/", "http://[::1]/"]
 )
 def test_check_transport_allows(url: str) -> None:
     check_transport(url)
