@@ -71,7 +71,8 @@ class DeviceAuth:
     :param open_browser: open the verification page in a browser; default only where one is
         usable (not over SSH, in CI, without a display, or with a console browser).
     :param leeway: refresh this many seconds before expiry (default 60 s, at most a quarter
-        of the token's life, so short-lived tokens are not refreshed on every call).
+        of the token's life, so short-lived tokens are not refreshed on every call). Objects for
+        the same identity and store in one process share one token; the largest leeway applies.
     :param timeout: seconds for each exchange with the authorization server (finite, > 0).
     :param lock_timeout: seconds to wait for the store's lock (a login in progress extends it).
     :param token_endpoint_auth_method: ``client_secret_basic`` (default with a secret),

@@ -15,7 +15,7 @@
     device login (or LoginRequired where nobody can answer) ──► write ──► adopt
 
 Every adapter asks through ``TokenSource`` (``DeviceAuth`` implements it) and ends here. One
-``ProcessState`` per (store, identity, leeway) holds the in-memory token, so every object and
+``ProcessState`` per (store, identity) holds the in-memory token, so every object and
 adapter for that identity in a process shares it; its thread lock makes threads single-flight
 before the store's lock makes processes (and hosts) single-flight.
 
@@ -96,7 +96,7 @@ class TokenEngine:
     def _usable(self, token: Token | None, rejected: str | None) -> TypeGuard[Token]:
         if token is None or (rejected is not None and token.access_token == rejected):
             return False
-        return self._clock() < token.refresh_due_at(self.settings.leeway)
+        return self._clock() < self._state.due_of(token)
 
     def _obtain(self, interaction: Interaction, rejected: str | None) -> str:
         state = self._state
@@ -267,7 +267,7 @@ class TokenEngine:
         state = self._state
         state.token = token
         state.access_token = token.access_token
-        state.due = token.refresh_due_at(self.settings.leeway)
+        state.due = state.due_of(token)
         log.debug(
             "using access token %s from %s, valid %.0f s more",
             fingerprint(token.access_token),

@@ -1,7 +1,9 @@
 """What one process remembers per identity, shared by every ``DeviceAuth`` and adapter for it.
 
-The registry is keyed by (store location, identity, leeway), so two objects naming the same
-session share one in-memory token, one thread lock and one HTTP connection pool. A forked child
+The registry is keyed by (store location, identity), so every object naming the same session
+shares one in-memory token, one thread lock, one HTTP connection pool and, above all, one record
+of a rotated token the store could not take: two objects must never refresh the same session
+from two different pictures of it. Their leeways combine (the largest wins). A forked child
 keeps the token (it is still valid) but gets a new lock and new connections.
 """
 
@@ -32,6 +34,11 @@ class ProcessState:
         # the store held when that happened, so we know whether someone else has written since.
         self.unsaved: Token | None = None
         self.store_had: str | None = None
+        self.leeways: set[float | None] = set()  # of every engine on this state
+
+    def due_of(self, token: Token) -> float:
+        """When to stop serving ``token``: the earliest any engine on this state would refresh it."""
+        return min(token.refresh_due_at(leeway) for leeway in self.leeways or {None})
 
     def forget_token(self) -> None:
         self.token, self.access_token, self.due = None, "", 0.0
@@ -49,11 +56,12 @@ _registry_lock = threading.Lock()
 
 
 def state_for(location: str, identity_key: str, leeway: float | None) -> ProcessState:
-    key = (location, identity_key, leeway)
+    key = (location, identity_key)
     with _registry_lock:
         state = _registry.get(key)
         if state is None:
             state = _registry[key] = ProcessState()
+        state.leeways.add(leeway)
         return state
 
 

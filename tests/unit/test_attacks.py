@@ -710,11 +710,6 @@ def test_a_refresh_whose_write_fails_anywhere_keeps_the_session(
 
 
 @pytest.mark.usefixtures("_no_offline_token")
-@pytest.mark.xfail(
-    strict=True,
-    reason="VULN: the in-memory unsaved session lives in _process.state_for, keyed by (store, identity, "
-    "leeway): a second DeviceAuth for the same identity with another leeway re-sends the consumed refresh token",
-)
 def test_a_second_object_for_the_same_identity_never_resends_a_consumed_refresh_token(
     server: FakeAuthServer, clock: FakeClock, cache_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
