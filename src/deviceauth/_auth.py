@@ -150,6 +150,7 @@ class DeviceAuth:
         self._interaction = interaction
         self._store = store
         self._engine = TokenEngine(settings, store, clock=clock, sleep=sleep)
+        self._vetted_url = ""  # the last https URL check_transport passed
         self._requests_hook = retry_on_401(self.renew)
 
     # -- tokens (the TokenSource every adapter uses) ---------------------------------------------
@@ -222,8 +223,11 @@ class DeviceAuth:
     # -- requests -----------------------------------------------------------------------------
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        check_transport(request.url or "")
-        request.headers["Authorization"] = "Bearer " + self._engine.access_token(self._interaction)
+        url = request.url or ""
+        if url != self._vetted_url:  # an API client calls the same URLs again and again
+            if check_transport(url)[:6] == "https:":  # plain http is vetted every time (proxy settings)
+                self._vetted_url = url
+        request.headers["Authorization"] = self._engine.authorization(self._interaction)
         # register_hook re-checks its arguments on every call; this hook is known to be callable.
         request.hooks["response"].append(self._requests_hook)
         return request

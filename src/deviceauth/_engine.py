@@ -82,6 +82,13 @@ class TokenEngine:
             return state.access_token
         return self._obtain(interaction, rejected=None)
 
+    def authorization(self, interaction: Interaction) -> str:
+        """``access_token`` as an ``Authorization`` header value, prebuilt on the warm path."""
+        state = self._state
+        if self._clock() < state.due:
+            return state.header
+        return "Bearer " + self._obtain(interaction, rejected=None)
+
     def fresh_token(self) -> str | None:
         """The in-memory token if it is fresh, else None; never blocks (for event loops)."""
         state = self._state
@@ -267,6 +274,7 @@ class TokenEngine:
         state = self._state
         state.token = token
         state.access_token = token.access_token
+        state.header = "Bearer " + token.access_token
         state.due = state.due_of(token)
         log.debug(
             "using access token %s from %s, valid %.0f s more",

@@ -22,12 +22,18 @@ class BearerFlow:
 
     def __init__(self, source: TokenSource) -> None:
         self._source = source
+        self._vetted_url = ""  # the last https URL check_transport passed: clients repeat URLs
+
+    def _vet(self, request: Any) -> None:
+        url = str(request.url)
+        if url != self._vetted_url and check_transport(url)[:6] == "https:":  # plain http: every time
+            self._vetted_url = url
 
     # These replace httpx's own sync_auth_flow/async_auth_flow (where httpx would honour
     # requires_request_body), so they buffer a streamed body themselves: a 401 retry resends it.
 
     def sync_auth_flow(self, request: Any) -> Generator[Any, Any, None]:
-        check_transport(str(request.url))
+        self._vet(request)
         request.read()
         token = self._source.get_token()
         _authorize(request, token)
@@ -38,7 +44,7 @@ class BearerFlow:
             yield request
 
     async def async_auth_flow(self, request: Any) -> AsyncGenerator[Any, Any]:
-        check_transport(str(request.url))
+        self._vet(request)
         await request.aread()
         # The warm path stays on the loop; store locks and token requests go to a worker thread.
         token = self._source.fresh_token()

@@ -25,6 +25,7 @@ class ProcessState:
         self.lock = threading.Lock()
         self.token: Token | None = None
         self.access_token = ""
+        self.header = ""  # "Bearer <access_token>", built once per token for the warm path
         self.due = 0.0  # when the access token stops being served from memory
         self.metadata: dict[str, Any] | None = None
         self.clients: dict[tuple[Any, ...], Any] = {}  # one OAuth client per distinct client configuration
@@ -41,7 +42,7 @@ class ProcessState:
         return min(token.refresh_due_at(leeway) for leeway in self.leeways or {None})
 
     def forget_token(self) -> None:
-        self.token, self.access_token, self.due = None, "", 0.0
+        self.token, self.access_token, self.header, self.due = None, "", "", 0.0
         self.unsaved = self.store_had = None
 
     def forget_process_resources(self) -> None:
