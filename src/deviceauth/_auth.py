@@ -224,9 +224,10 @@ class DeviceAuth:
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         url = request.url or ""
-        if url != self._vetted_url:  # an API client calls the same URLs again and again
-            if check_transport(url)[:6] == "https:":  # plain http is vetted every time (proxy settings)
-                self._vetted_url = url
+        # An API client calls the same URLs again and again; plain http is vetted every time
+        # (proxy settings can change), https once per URL.
+        if url != self._vetted_url and check_transport(url)[:6] == "https:":
+            self._vetted_url = url
         request.headers["Authorization"] = self._engine.authorization(self._interaction)
         # register_hook re-checks its arguments on every call; this hook is known to be callable.
         request.hooks["response"].append(self._requests_hook)
