@@ -47,12 +47,17 @@ def worker(
 
 
 def _deviceauth(issuer: str, cache: str) -> Any:
+    import tempfile  # noqa: F401
+
+    import filelock  # noqa: F401
+
     import deviceauth._oauth  # noqa: F401
     from deviceauth import DeviceAuth
 
-    # `import deviceauth` no longer loads the OAuth stack (requests, Authlib); the refresh does. Load
-    # it before the release, as the naive worker does and as `import deviceauth` did before, so the
-    # herd times the protocol, not a first import (about 40 ms of one process's CPU).
+    # `import deviceauth` no longer loads the slow path's libraries (requests, Authlib, filelock,
+    # tempfile); the first refresh or lock does. Load them before the release, as the naive worker
+    # does and as `import deviceauth` did before, so the herd times the protocol, not first imports
+    # (filelock alone is about 16 ms of CPU in each of the N processes).
 
     # interactive=False: a process that cannot refresh fails with LoginRequired instead of prompting.
     auth = DeviceAuth(issuer, CLIENT_ID, scope=SCOPE, cache=cache, interactive=False)
