@@ -55,6 +55,8 @@ __all__ = [
     "default_prompt",
 ]
 
+from ._exceptions import __all__ as _exception_names
+
 # Where each public name lives. They are imported on first use, so that `import deviceauth`
 # (and `deviceauth token` with a fresh token) loads only what it needs.
 _HOMES = {
@@ -67,22 +69,7 @@ _HOMES = {
     "TokenSource": "._source",
     "TokenStore": "._store",
     "Token": "._token",
-    **dict.fromkeys(
-        (
-            "AccessDenied",
-            "AuthorizationError",
-            "CacheError",
-            "DeviceAuthError",
-            "DeviceCodeExpired",
-            "DiscoveryError",
-            "InsecureTransport",
-            "LockTimeout",
-            "LoginRequired",
-            "ServerError",
-            "TokenRejected",
-        ),
-        "._exceptions",
-    ),
+    **dict.fromkeys(_exception_names, "._exceptions"),
 }
 
 

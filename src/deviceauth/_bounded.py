@@ -25,7 +25,7 @@ from ._exceptions import DeviceAuthError, ServerError
 from ._redact import redact
 from ._transport import check_outbound, safe_origin
 
-__all__ = ["MAX_RESPONSE_BYTES", "BoundedAdapter"]
+__all__ = ["MAX_RESPONSE_BYTES", "BoundedAdapter", "failure_reason"]
 
 # Discovery documents and token responses are a few KB; a JWT-heavy Keycloak answer stays under 20 KB.
 MAX_RESPONSE_BYTES = 256 * 1024
@@ -230,3 +230,14 @@ class _WatchedHTTPSPool(HTTPSConnectionPool):
 
 
 _WATCHED_POOLS: dict[str, type[HTTPConnectionPool]] = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+def failure_reason(exc: requests.RequestException) -> str:
+    """A few words on why a request failed, for a message (never the library's own text, which may hold a URL)."""
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS verification failed"
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    if isinstance(exc, requests.ConnectionError):
+        return "connection failed"
+    return type(exc).__name__

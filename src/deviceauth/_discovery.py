@@ -10,6 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
+from ._bounded import failure_reason
 from ._exceptions import DeviceAuthError, DiscoveryError, ServerError
 from ._redact import redact
 from ._transport import check_outbound, safe_origin
@@ -57,7 +58,7 @@ def discover(get: Callable[[str], requests.Response], issuer: str) -> dict[str, 
         except requests.RequestException as exc:
             retry = not isinstance(exc, requests.exceptions.SSLError)
             raise ServerError(
-                f"cannot reach the authorization server at {url}: {_reason(exc)}", transient=retry
+                f"cannot reach the authorization server at {url}: {failure_reason(exc)}", transient=retry
             ) from exc
         except Exception as exc:  # anything else from the HTTP stack: typed, never raw
             raise ServerError(f"discovery at {url} failed ({type(exc).__name__})", transient=False) from exc
@@ -104,13 +105,3 @@ def _check(metadata: Mapping[str, Any], issuer: str, url: str) -> None:
             raise DiscoveryError(
                 f"the metadata at {url} has an unusable {name} ({safe_origin(endpoint)}): {exc}"
             ) from None
-
-
-def _reason(exc: requests.RequestException) -> str:
-    if isinstance(exc, requests.exceptions.SSLError):
-        return "TLS verification failed"
-    if isinstance(exc, requests.Timeout):
-        return "timed out"
-    if isinstance(exc, requests.ConnectionError):
-        return "connection failed"
-    return type(exc).__name__

@@ -160,18 +160,6 @@ class AuthorizationPending(Exception):
 
 # Tracebacks name the public home (``deviceauth.LoginRequired``) even when the package's lazy
 # attributes were never touched.
-for _error in (
-    DeviceAuthError,
-    LoginRequired,
-    AuthorizationError,
-    AccessDenied,
-    DeviceCodeExpired,
-    TokenRejected,
-    ServerError,
-    DiscoveryError,
-    CacheError,
-    LockTimeout,
-    InsecureTransport,
-):
-    _error.__module__ = "deviceauth"
-del _error
+for _name in __all__:
+    globals()[_name].__module__ = "deviceauth"
+del _name

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import requests
 from authlib.integrations.requests_client import OAuth2Session, OAuthError
 
-from ._bounded import BoundedAdapter
+from ._bounded import BoundedAdapter, failure_reason
 from ._exceptions import (
     AccessDenied,
     AuthorizationError,
@@ -138,7 +138,7 @@ class OAuthClient:
             raise
         except requests.RequestException as exc:
             raise ServerError(
-                f"cannot reach the authorization server at {shown}: {_reason(exc)}", transient=_retryable(exc)
+                f"cannot reach the authorization server at {shown}: {failure_reason(exc)}", transient=_retryable(exc)
             ) from self._safe_cause(exc)
         except Exception as exc:
             raise ServerError(f"GET {shown} failed ({type(exc).__name__})") from self._safe_cause(exc)
@@ -289,7 +289,7 @@ class OAuthClient:
             )
         elif isinstance(exc, requests.RequestException):
             failure = ServerError(
-                f"cannot reach the authorization server at {where} ({_reason(exc)})",
+                f"cannot reach the authorization server at {where} ({failure_reason(exc)})",
                 url=where,
                 transient=_retryable(exc),
             )
@@ -404,16 +404,6 @@ def _error_code(response: requests.Response) -> str | None:
     except (ValueError, RecursionError):
         return None
     return str(body["error"]) if isinstance(body, dict) and isinstance(body.get("error"), str) else None
-
-
-def _reason(exc: requests.RequestException) -> str:
-    if isinstance(exc, requests.exceptions.SSLError):
-        return "TLS verification failed"
-    if isinstance(exc, requests.Timeout):
-        return "timed out"
-    if isinstance(exc, requests.ConnectionError):
-        return "connection failed"
-    return type(exc).__name__
 
 
 def _retryable(exc: requests.RequestException) -> bool:

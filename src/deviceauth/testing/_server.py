@@ -8,7 +8,6 @@ with AuthServer(access_ttl=3) as server:          # listening on 127.0.0.1, in a
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import socket
@@ -17,6 +16,8 @@ import urllib.error
 import urllib.request
 from types import TracebackType
 from typing import Any
+
+from deviceauth._transport import is_loopback
 
 from ._app import App, Urls
 from ._config import ServerConfig
@@ -29,15 +30,6 @@ _STOP_TIMEOUT = 5.0
 _HTTP_TIMEOUT = 10.0
 # Loopback only: never let an http_proxy from the environment see the control calls.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class AuthServer:
