@@ -24,6 +24,7 @@ import redis_workers
 
 from deviceauth import DeviceAuth
 from deviceauth._exceptions import CacheError, LoginRequired
+from deviceauth.store import Identity
 from oidc_server import ACCESS_TTL, Approver, OidcServer
 
 pytestmark = pytest.mark.integration
@@ -308,10 +309,10 @@ def test_a_write_lost_to_redis_keeps_the_rotated_session(
     monkeypatch.setattr(_RedisTransaction, "put", flaky_put)
     second = auth.renew(first)  # refreshed at the server (rotating the refresh token); the write failed
     assert second != first
-    stored = RedisStore(redis_url).read(auth._engine._identity)
+    stored = RedisStore(redis_url).read(Identity(auth.issuer, auth.client_id, auth.scope))
     assert stored is not None and stored.access_token == first  # the store missed it ...
     third = auth.renew(second)  # ... so the next slow path writes it, then refreshes with its refresh token
-    stored = RedisStore(redis_url).read(auth._engine._identity)
+    stored = RedisStore(redis_url).read(Identity(auth.issuer, auth.client_id, auth.scope))
     assert stored is not None and stored.access_token == third
     assert server.stats()["token_errors"].get("invalid_grant", 0) == 0
     assert server.stats()["device_authorization"] == 1

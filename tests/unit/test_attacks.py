@@ -581,7 +581,7 @@ def test_a_pickle_keeps_the_client_secret_for_workers_but_no_repr_shows_it(cache
         auth.store,
         auth.logout(revoke=False),
         token,
-        auth._settings,
+        auth.__getstate__(),  # what a pickle carries (the secret, deliberately), as a repr
     ]
     for thing in objects:
         assert_no_secret(repr(thing) + str(thing), SECRET, REFRESH, token.access_token, token.refresh_token or "")

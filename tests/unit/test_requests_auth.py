@@ -262,7 +262,7 @@ def test_pickle_round_trip_keeps_settings_and_works(server: FakeAuthServer, cach
     clone = pickle.loads(pickle.dumps(auth))  # noqa: S301 - our own bytes
     assert isinstance(clone, DeviceAuth)
     assert clone is not auth
-    assert clone._settings == auth._settings
+    assert clone.__getstate__()["settings"] == auth.__getstate__()["settings"]
     assert (clone.issuer, clone.client_id, clone.scope, clone.cache_path) == (
         ISSUER,
         CLIENT_ID,

@@ -75,7 +75,7 @@ def test_no_token_value_is_ever_rendered(
     with pytest.raises(LoginRequired) as offline_rejected:
         offline.get_token()
     errors.append(offline_rejected.value)
-    rendered += [repr(offline), repr(offline._settings)]
+    rendered += [repr(offline), repr(offline.__getstate__())]
     server.token_answers.append(oauth_error("invalid_grant"))
     client = OAuthClient(CLIENT_ID)
     with pytest.raises(TokenRejected) as rejected:
