@@ -38,3 +38,14 @@ def rewrite_token(cache_file: Path, **changes: Any) -> Token:
         changed = dataclasses.replace(txn.token, **changes)
         txn.put(changed, replacing=txn.token.refresh_token)
     return changed
+
+
+def as_a_new_process() -> None:
+    """Forget every in-memory token of this process, as a freshly started process has none.
+
+    Every ``DeviceAuth`` for one identity in a process shares one in-memory token; tests that need
+    "another process" in this one start from the store this way.
+    """
+    from deviceauth import _process
+
+    _process.clear()

@@ -24,8 +24,8 @@ import requests
 
 from deviceauth import DeviceAuth, InsecureTransport
 from deviceauth._oauth import OAuthClient
-from oidc_server import OidcServer
-from store_helpers import rewrite_token
+from oidc_server import ACCESS_TTL, OidcServer
+from store_helpers import as_a_new_process, rewrite_token
 
 if TYPE_CHECKING:  # conftest is a fixture module: importing it at run time is ambiguous
     from conftest import Approver
@@ -135,11 +135,12 @@ def _expire_cached_access_token(cache_file: Path) -> None:
 
 
 def _rejecting_auth(make_auth: Callable[..., DeviceAuth], server: OidcServer, cache_file: Path) -> DeviceAuth:
-    """A logged-in identity whose cached access token the API will reject (a new in-memory state)."""
+    """A logged-in identity whose cached access token the API will reject, as a new process sees it."""
     make_auth().get_token()
     _corrupt_cached_access_token(cache_file)
+    as_a_new_process()
     server.reset_stats()
-    return make_auth(leeway=0.1)
+    return make_auth()
 
 
 def _assert_one_retry(server: OidcServer) -> None:
@@ -449,14 +450,17 @@ def test_200_tasks_across_an_expiry_refresh_once_then_a_second_event_loop_works(
     first = asyncio.run(burst(200))
     burst_seconds = time.monotonic() - started
     stats = server.stats()
-    assert stats["token"] == {REFRESH_GRANT: 1}
+    refreshes = stats["token"].get(REFRESH_GRANT, 0)
+    assert set(stats["token"]) == {REFRESH_GRANT}
     assert stats["api"] == {"ok": 200, "unauthorized": 0, "redirect": 0}
-    assert len(first) == 1
+    # Single flight: every refresh produced a token the API then saw (none was duplicated), and a
+    # second one happens only if the burst outlived the first new token's 3 s (a loaded machine).
+    assert refreshes == len(first)
+    assert refreshes <= 1 + int(burst_seconds / (ACCESS_TTL / 2))
 
     second = asyncio.run(burst(5))  # a new event loop: no loop-bound state was kept
-    # The same token, or (on a loaded machine, if the first burst outlived it) one more refresh.
     assert len(second) == 1
-    assert second == first or server.stats()["token"] == {REFRESH_GRANT: 2}
+    assert server.stats()["token"][REFRESH_GRANT] <= refreshes + 1
     assert server.stats()["api"]["ok"] == 205
     assert len(approver.codes) == 1
     print(f"\n200 concurrent tasks across an expiry: {burst_seconds:.2f} s")
@@ -468,7 +472,8 @@ async def test_event_loop_keeps_running_during_a_refresh(
 ) -> None:
     await anyio.to_thread.run_sync(lambda: make_auth().get_token())
     _expire_cached_access_token(cache_file)
-    auth = make_auth(leeway=0.1)  # a new in-memory state: the next call must refresh
+    as_a_new_process()  # nothing in memory: the next call must refresh
+    auth = make_auth()
     server.reset_stats()
 
     original = OAuthClient.refresh

@@ -22,7 +22,7 @@ from deviceauth import (
     LoginRequired,
 )
 from oidc_server import ACCESS_TTL, Approver, OidcServer
-from store_helpers import only_token, rewrite_token, stored_identities
+from store_helpers import as_a_new_process, only_token, rewrite_token, stored_identities
 
 REFRESH_GRANT = "refresh_token"
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -131,9 +131,10 @@ def test_401_from_api_refreshes_once_and_retries_once(
 ) -> None:
     make_auth().get_token()
     rewrite_token(cache_file, access_token="revoked-or-garbage")  # fresh by the clock, rejected by the API
+    as_a_new_process()
     server.reset_stats()
 
-    auth = make_auth(leeway=0.1)
+    auth = make_auth()
     response = requests.post(server.api_url("upload"), data=b"payload", auth=auth, timeout=10)
 
     assert response.status_code == 200
